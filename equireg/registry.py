@@ -1,0 +1,118 @@
+"""One registry mechanism for every plug-in kind (groups, backbones, objectives, equivariance losses, datasets).
+
+Modelled on timm: ``@register_x("name")`` records a factory, ``create_x(name, **kwargs)`` builds it (``None``
+kwargs are dropped so CLI defaults can pass through untouched), ``list_x(pattern)`` filters with fnmatch.
+Third-party packages plug in through ``importlib.metadata`` entry points: each entry point of the registry's
+group is loaded once, on first lookup; loading a module may register names with the decorator, and an entry
+point that resolves to a callable is registered under the entry point's own name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+Factory = Callable[..., T]
+
+
+class UnknownNameError(KeyError, ValueError):
+    """Raised for a name that no registry entry (or resolver) knows; the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """Name -> factory mapping for one plug-in kind.
+
+    Args:
+        kind: what is registered, used in messages ("group", "backbone", ...).
+        entry_point_group: ``importlib.metadata`` group scanned once for third-party plug-ins.
+        resolver: optional fallback for parametric names (e.g. ``c7`` or ``p4m*scale``); returns a factory
+            or None when it does not understand the name.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        resolver: Callable[[str], Factory[T] | None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._resolver = resolver
+        self._factories: dict[str, Factory[T]] = {}
+        self._hooks: list[Callable[[str, Factory[T]], None]] = []
+        self._entry_points_loaded = entry_point_group is None
+
+    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[Factory[T]], Factory[T]]:
+        """Decorator recording ``fn`` under ``name`` (default: the function's name)."""
+
+        def decorator(fn: Factory[T]) -> Factory[T]:
+            key = (name or fn.__name__).lower()
+            if key in self._factories and self._factories[key] is not fn and not override:
+                warnings.warn(f"Overwriting {self.kind} {key!r} in the registry", stacklevel=2)
+            self._factories[key] = fn
+            for hook in self._hooks:
+                hook(key, fn)
+            return fn
+
+        return decorator
+
+    def add_hook(self, hook: Callable[[str, Factory[T]], None]) -> None:
+        """Call ``hook(name, factory)`` on every later registration (e.g. law checks for groups)."""
+        self._hooks.append(hook)
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        assert self.entry_point_group is not None
+        for ep in importlib.metadata.entry_points(group=self.entry_point_group):
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plug-in must not break the library; say so loudly
+                warnings.warn(f"Could not load {self.kind} plug-in {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+                continue
+            if callable(obj) and ep.name.lower() not in self._factories:
+                self.register(ep.name)(obj)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching the fnmatch ``pattern``."""
+        self._load_entry_points()
+        return sorted(n for n in self._factories if fnmatch.fnmatch(n, pattern.lower()))
+
+    def get(self, name: str) -> Factory[T]:
+        """The factory for ``name``; unknown names raise :class:`UnknownNameError` listing the valid ones."""
+        self._load_entry_points()
+        key = name.strip().lower()
+        if key in self._factories:
+            return self._factories[key]
+        if self._resolver is not None:
+            factory = self._resolver(key)
+            if factory is not None:
+                return factory
+        raise UnknownNameError(
+            f"unknown {self.kind} {name!r}; registered {self.kind}s: {', '.join(self.names()) or '(none)'}"
+        )
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Build ``name`` with ``kwargs``; kwargs that are None are dropped so factory defaults apply."""
+        factory = self.get(name)
+        return factory(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
