@@ -40,7 +40,8 @@ def test_presets_have_the_documented_shapes(name: str) -> None:
     family, dim, layers, heads, patch, img, split = PRESETS[name]
     with torch.device("meta"):  # shapes only: no memory, no init cost
         backbone = create_backbone(name)
-    assert (backbone.family, backbone.embed_dim, backbone.num_layers, backbone.split_layer) == (family, dim, layers, split)
+    shape = (backbone.family, backbone.embed_dim, backbone.num_layers, backbone.split_layer)
+    assert shape == (family, dim, layers, split)
     assert backbone.in_chans == 3
     if family == "vit":
         assert isinstance(backbone, ViTBackbone)

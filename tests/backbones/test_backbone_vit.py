@@ -23,7 +23,9 @@ def _eval(name: str = "vit_test", **kwargs) -> ViTBackbone:
 def _token_counts(backbone: ViTBackbone, x: Tensor, fn: str = "forward_split") -> list[int]:
     """Sequence length each block receives (blocks that never run are absent)."""
     seen: list[int] = []
-    handles = [blk.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[1])) for blk in backbone.vit.blocks]
+    handles = [
+        blk.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[1])) for blk in backbone.vit.blocks
+    ]
     try:
         getattr(backbone, fn)(x)
     finally:
@@ -74,7 +76,9 @@ def test_split_shapes_match_layer_info_at_every_layer(cls_position: str, size: t
 @pytest.mark.parametrize("size", [(16, 16), (12, 20)])
 def test_input_layout_equals_timm_for_the_same_weights(size: tuple[int, int]) -> None:
     backbone = _eval(cls_position="input", split_layer=2)
-    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True, **TINY)
+    reference = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True, **TINY
+    )
     reference.load_state_dict(backbone.vit.state_dict())
     reference.eval()
     x = torch.randn(3, 3, *size)
@@ -142,7 +146,8 @@ def test_tap_after_the_insertion_point_drops_the_cls_from_the_map() -> None:
     assert backbone.cls_insert_after == 2  # the architecture did not move
     assert out.feature_map.shape == (2, 32, 4, 4)
     with torch.no_grad():  # pooled at a layer where the [CLS] exists is that token
-        tokens = backbone.vit.blocks[2](torch.cat([backbone.vit.cls_token.expand(2, -1, -1), _first_blocks(backbone, x, 2)], 1))
+        cls = backbone.vit.cls_token.expand(2, -1, -1)
+        tokens = backbone.vit.blocks[2](torch.cat([cls, _first_blocks(backbone, x, 2)], dim=1))
     torch.testing.assert_close(out.pooled, backbone.norm_pooled(tokens[:, 0]))
 
 
@@ -166,7 +171,8 @@ def test_split_at_last_block_puts_the_cls_at_the_input_without_a_pos_slot() -> N
         for blk in backbone.vit.blocks:
             tokens = blk(tokens)
     torch.testing.assert_close(out.embedding, backbone.vit.norm(tokens)[:, 0])
-    torch.testing.assert_close(out.feature_map, backbone.norm_equiv(tokens[:, 1:]).reshape(2, 4, 4, -1).permute(0, 3, 1, 2))
+    expected_map = backbone.norm_equiv(tokens[:, 1:]).reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out.feature_map, expected_map)
     assert (out.embedding[0] - out.embedding[1]).abs().max() > 1e-3  # depends on the image
 
 
