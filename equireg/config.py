@@ -1,0 +1,199 @@
+"""The whole configuration tree, with every default in one place.
+
+Files (YAML or JSON) and CLI flags resolve into :class:`Config`; unknown keys are errors (``extra="forbid"``),
+so a typo such as ``optim.lr_rate`` is reported with the field's path instead of being silently ignored.
+Component-specific hyperparameters (e.g. MoCo's projector width) pass through ``kwargs`` dicts to the
+registered factories, which own their defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Which dataset, at what size, and which subsets pretraining and the probe use."""
+
+    name: str = "fashion-mnist"
+    root: str | None = Field(None, description="dataset location; default: the dataset's own default or env var")
+    image_size: int = Field(32, ge=8, le=1024)
+    train_subset: int | None = Field(20_000, ge=1, description="images used for pretraining (None = all)")
+    probe_train_size: int | None = Field(10_000, ge=1, description="train images for the linear probe / kNN, "
+                                         "taken after the pretraining subset (None = all remaining)")
+    test_size: int | None = Field(None, ge=1, description="test images for evaluation (None = all)")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackboneConfig(_Section):
+    name: str = "resnet18"
+    cls_position: Literal["input", "after_equiv"] | None = Field(
+        None, description="ViT only: where [CLS] joins; None = the backbone's default (after_equiv, SER)"
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectiveConfig(_Section):
+    name: str = "moco"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class EquivConfig(_Section):
+    """The equivariance regularizer: which loss, group, layer, batch share and weight."""
+
+    loss: str = Field("ser", description="equivariance loss name, or 'none' for the invariant baseline")
+    group: str = "p4m"
+    group_kwargs: dict[str, Any] = Field(default_factory=dict)
+    layer: int | None = Field(None, ge=1, description="ViT block k / CNN stage k (1-indexed); None = backbone default")
+    b2_ratio: float = Field(0.25, gt=0.0, lt=1.0, description="share of each batch given equivariant views")
+    weight: float | None = Field(None, ge=0.0, description="lambda; None = the objective's SER default")
+    temperature: float | None = Field(None, gt=0.0, description="tau_eq; None = the objective's SER default")
+    shared_crop: bool = True
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Section):
+    batch_size: int = Field(256, ge=2)
+    steps: int = Field(600, ge=1, description="optimizer steps")
+    lr: float = Field(2e-3, gt=0.0, description="peak learning rate (AdamW)")
+    min_lr_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    warmup_frac: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    weight_decay_end: float | None = Field(None, ge=0.0, description="cosine weight-decay schedule end value")
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float | None = Field(None, gt=0.0)
+
+
+class TrainConfig(_Section):
+    run_dir: str = "runs/default"
+    seed: int = 0
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    precision: Literal["bf16", "fp32"] = "bf16"
+    channels_last: bool = True
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (and one at the end)")
+    log_every: int = Field(10, ge=1)
+    deterministic: bool = False
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch default)")
+
+
+class EvalConfig(_Section):
+    batch_size: int = Field(512, ge=1)
+    probe_epochs: int = Field(100, ge=1)
+    probe_lr: float = Field(1e-2, gt=0.0)
+    knn_k: int = Field(20, ge=1)
+    equiv_images: int = Field(512, ge=1, description="test images for the equivariance score")
+    robustness_severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    robustness_corruptions: list[str] | None = None
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    equiv: EquivConfig = Field(default_factory=EquivConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_batch_split(self) -> Config:
+        b2 = round(self.equiv.b2_ratio * self.optim.batch_size)
+        if self.equiv.loss != "none" and not 1 <= b2 < self.optim.batch_size:
+            raise ValueError(
+                f"equiv.b2_ratio={self.equiv.b2_ratio} gives {b2} equivariant images in a batch of "
+                f"{self.optim.batch_size}; need at least 1 and fewer than the batch"
+            )
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased for the user (field path, what is allowed)."""
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            parent = _section_for(err["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else ""
+            lines.append(f"{loc}: unknown key" + (f" (allowed: {allowed})" if allowed else ""))
+        else:
+            got = f" (got {err.get('input')!r})" if err["loc"] else ""
+            lines.append(f"{loc}: {err['msg']}{got}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _section_for(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
+    return data
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(d, "optim.lr", 1e-3)`` creates intermediate dicts as needed."""
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config(
+    file: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> Config:
+    """File values, then ``overrides`` (dotted keys from CLI flags), then ``--set key=value`` strings."""
+    tree: dict[str, Any] = load_file(file) if file else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(tree, key, value)
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,304 @@
+"""The training loop: AdamW with warm-up + cosine schedules, bf16 autocast, clipping, EMA teachers,
+atomic checkpoints, CSV + TensorBoard logs, a rich progress bar and exact resume.
+
+Randomness is keyed by step: the view generator of step t is seeded from (seed, t, rank), so a resumed run
+draws exactly the views the uninterrupted run would have drawn, and only the model/optimizer/RNG state has
+to be restored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from equireg import distributed as dist
+from equireg.config import Config, config_to_yaml
+from equireg.engine.checkpoint import CheckpointManager
+from equireg.engine.schedule import warmup_cosine
+from equireg.recipe import SSLRecipe, build_recipe
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists without --resume, or nothing to resume)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    steps: int
+    final_loss: float
+    images_per_second: float
+    wall_seconds: float
+    resumed_from: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The CPU generator for the random views of one step (resumable without saving generator state)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": json.dumps(random.getstate()),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def param_groups(params: list[nn.Parameter], names: dict[int, str]) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation parameters (1-D tensors), as in MoCo-v3/DINO."""
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Builds everything from a :class:`Config` before touching the disk, then trains ``optim.steps`` steps."""
+
+    def __init__(self, cfg: Config, *, resume: bool = False, progress: bool = True, dataset: Any = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.train.run_dir)
+        self.show_progress = progress
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.device = resolve_device(cfg.train.device)
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints")
+        if resume and self.checkpoints.latest() is None:
+            raise RunDirError(f"--resume: no checkpoint in {self.run_dir}/checkpoints")
+        if not resume and self.checkpoints.latest() is not None:
+            raise RunDirError(f"run directory {self.run_dir} already holds a run; pass --resume or choose another --run-dir")
+        seed_everything(cfg.train.seed)
+        self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)
+        if cfg.train.channels_last and self.recipe.backbone.family == "cnn":
+            self.recipe.to(memory_format=torch.channels_last)
+        if dataset is None:
+            from equireg.pipeline import load_splits
+
+            dataset = load_splits(cfg).pretrain
+        self.dataset = dataset.to(self.device) if getattr(dataset, "in_memory", False) else dataset
+        self.batches_per_epoch = self.dataset.num_batches(cfg.optim.batch_size, drop_last=True, world_size=self.world)
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"dataset of {len(self.dataset)} images is smaller than one batch of {cfg.optim.batch_size}")
+        params = self.recipe.trainable_parameters()
+        self.optimizer = torch.optim.AdamW(
+            param_groups(params, {}), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas
+        )
+        self.start_step = 0
+        if resume:
+            self._restore()
+
+    # --- state ---------------------------------------------------------------------------------------
+    def state(self, step: int) -> dict[str, Any]:
+        return {"recipe": self.recipe.state_dict(), "optimizer": self.optimizer.state_dict(), "step": step,
+                "rng": rng_state(), "config": self.cfg.model_dump_json()}
+
+    def _restore(self) -> None:
+        state = self.checkpoints.load_latest()
+        assert state is not None
+        self.recipe.load_state_dict(state["recipe"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.start_step = int(state["step"])
+
+    # --- schedules -------------------------------------------------------------------------------------
+    def schedules(self, step: int) -> tuple[float, float]:
+        o = self.cfg.optim
+        warm = int(o.warmup_frac * o.steps)
+        lr = warmup_cosine(step, o.steps, o.lr, o.lr * o.min_lr_ratio, warm)
+        wd_end = o.weight_decay if o.weight_decay_end is None else o.weight_decay_end
+        wd = warmup_cosine(step, o.steps, o.weight_decay, wd_end, 0)
+        return lr, wd
+
+    def _prepare_dir(self) -> None:
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(config_to_yaml(self.cfg))
+
+    # --- loop ----------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        self._prepare_dir()
+        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, append=self.start_step > 0)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
+        total, step = cfg.optim.steps, self.start_step
+        t_start, images_seen, last_loss = time.perf_counter(), 0, float("nan")
+        window_t, window_imgs = time.perf_counter(), 0
+        bar = _Progress(total, self.start_step, enabled=self.show_progress and self.rank == 0)
+        self.recipe.train()
+        try:
+            while step < total:
+                epoch, skip = divmod(step, self.batches_per_epoch)
+                batches = self.dataset.batches(
+                    cfg.optim.batch_size, shuffle=True, drop_last=True, seed=cfg.train.seed, epoch=epoch,
+                    rank=self.rank, world_size=self.world, device=self.device,
+                )
+                for i, (images, _) in enumerate(batches):
+                    if i < skip:
+                        continue
+                    if step >= total:
+                        break
+                    lr, wd = self.schedules(step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                        if group.get("apply_wd"):
+                            group["weight_decay"] = wd
+                    progress = step / total
+                    with autocast:
+                        out = self.recipe(images, progress, step_generator(cfg.train.seed, step, self.rank))
+                    if not torch.isfinite(out.loss):
+                        raise TrainingDiverged(
+                            f"loss became {out.loss.item()} at step {step} (parts: "
+                            f"{ {k: round(v.item(), 4) for k, v in out.parts.items()} }); the last good checkpoint "
+                            f"in {self.checkpoints.root} is intact. Try a lower optim.lr, train.precision=fp32 "
+                            f"or optim.clip_grad."
+                        )
+                    self.optimizer.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    self.recipe.objective.after_backward(progress)
+                    if cfg.optim.clip_grad:
+                        torch.nn.utils.clip_grad_norm_(self.recipe.trainable_parameters(), cfg.optim.clip_grad)
+                    self.optimizer.step()
+                    step += 1
+                    self.recipe.after_step(min(1.0, step / total))
+                    images_seen += images.shape[0]
+                    window_imgs += images.shape[0]
+                    if step % cfg.train.log_every == 0 or step == total:
+                        now = time.perf_counter()
+                        ips = window_imgs * self.world / max(now - window_t, 1e-9)
+                        window_t, window_imgs = now, 0
+                        row = {"step": step, "lr": lr, "weight_decay": wd, "images_per_s": ips,
+                               **{k: float(v) for k, v in out.parts.items()}}
+                        last_loss = row["loss"]
+                        logger.log(row)
+                        bar.update(step, row)
+                    if step % cfg.train.checkpoint_every == 0 or step == total:
+                        self._checkpoint(step)
+        finally:
+            bar.close()
+            logger.close()
+        wall = time.perf_counter() - t_start
+        result = TrainResult(str(self.run_dir), step, last_loss, images_seen * self.world / max(wall, 1e-9), wall,
+                             self.start_step)
+        if self.rank == 0:
+            (self.run_dir / "train_summary.json").write_text(json.dumps(asdict(result), indent=2))
+        return result
+
+    def _checkpoint(self, step: int) -> None:
+        if self.rank == 0:
+            self.checkpoints.save(self.state(step), step)
+        if dist.is_distributed():
+            torch.distributed.barrier()
+
+
+class _RunLogger:
+    """CSV (always) and TensorBoard (when installed) scalars, rank 0 only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, append: bool) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.csv"
+        self._fh: Any = None
+        self._writer: Any = None
+        self._fields: list[str] | None = None
+        if not enabled:
+            return
+        self._append = append and self.path.exists()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # pragma: no cover - tensorboard is a dependency, but stay usable without it
+            self._writer = None
+
+    def log(self, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self._fh is None:
+            self._fh = open(self.path, "a" if self._append else "w", newline="")
+            self._fields = list(row)
+            self._csv = csv.DictWriter(self._fh, fieldnames=self._fields, extrasaction="ignore")
+            if not self._append:
+                self._csv.writeheader()
+        self._csv.writerow(row)
+        self._fh.flush()
+        if self._writer is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self._writer.add_scalar(f"train/{k}", v, int(row["step"]))
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _Progress:
+    """A rich progress bar with loss, lr and images/s; silent when disabled."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=start, info="")
+
+    def update(self, step: int, row: dict[str, float]) -> None:
+        if self.enabled:
+            info = f"loss {row['loss']:.3f}  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s"
+            self._progress.update(self._task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._progress.stop()
