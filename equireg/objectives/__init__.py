@@ -10,10 +10,10 @@ from equireg.objectives.losses import BarlowTwinsLoss, DINOLoss, MoCoV3Loss, NTX
 from equireg.objectives.registry import OBJECTIVES, create_objective, list_objectives, register_objective
 
 # Importing the method modules registers them.
-from equireg.objectives.barlow import BarlowTwinsObjective  # noqa: E402  (after the registry)
-from equireg.objectives.dino import DINOObjective  # noqa: E402
-from equireg.objectives.moco import MoCoV3Objective  # noqa: E402
-from equireg.objectives.simclr import SimCLRObjective  # noqa: E402
+from equireg.objectives.barlow import BarlowTwinsObjective
+from equireg.objectives.dino import DINOObjective
+from equireg.objectives.moco import MoCoV3Objective
+from equireg.objectives.simclr import SimCLRObjective
 
 __all__ = [
     "OBJECTIVES",

@@ -107,3 +107,17 @@ def test_register_custom_objective() -> None:
         assert isinstance(obj, MeanL2) and obj.teacher_forward(torch.randn(1, 3, 8, 8)) is None
     finally:
         OBJECTIVES._factories.pop("test_mean_l2", None)
+
+
+@pytest.mark.parametrize("name", ["moco", "dino"])
+def test_teacher_objectives_on_a_real_vit(name: str) -> None:
+    backbones = pytest.importorskip("equireg.backbones")
+    backbone = backbones.create_backbone("vit_mini_p4_32")
+    obj = create_objective(name, backbone=backbone, **TINY[name])
+    x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    t1, t2 = obj.teacher_forward(x1), obj.teacher_forward(x2)
+    assert t1.feature_map is not None and not t1.feature_map.requires_grad  # what the SER term will read
+    loss = obj.loss(backbone.forward_split(x1).embedding, backbone.forward_split(x2).embedding, t1, t2, 0.0)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    obj.update_teacher(backbone, 0.0)
