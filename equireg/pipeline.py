@@ -124,6 +124,7 @@ def evaluate_equivariance(
         g = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
     n = min(cfg.eval.equiv_images, len(splits.test))
     images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False)
+    layer = layer or run.recipe.backbone.split_layer
     result = equivariance_score(run.recipe.backbone, images, g, layer=layer, amp_dtype=None, max_images=n)
     if save:
         _save(run, "equivariance", result)

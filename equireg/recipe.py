@@ -69,14 +69,17 @@ class SSLRecipe(nn.Module):
 
     def forward(self, images: Tensor, progress: float, generator: torch.Generator | None = None) -> StepOutput:
         b1, b2 = self.split_sizes(images.shape[0])
-        v1, v2, _, _ = self.views(images[:b1], generator=generator)
+        with torch.autocast(images.device.type, enabled=False):  # views in full precision
+            v1, v2, _, _ = self.views(images[:b1], generator=generator)
+            ev = self.equiv_views(images[b1:], generator=generator) if b2 else None
         z1, z2 = [self.backbone(v1)], [self.backbone(v2)]
         t1, t2 = [self.objective.teacher_forward(v1)], [self.objective.teacher_forward(v2)]
         parts: dict[str, Tensor] = {}
         loss_equiv = None
-        if b2:
-            ev = self.equiv_views(images[b1:], generator=generator)
-            on_a, on_b = self.backbone.forward_split(ev.view1), self.backbone.forward_split(ev.view2)
+        if ev is not None:
+            split = dict(with_map=self.equiv_loss.needs_maps, with_pooled=getattr(self.equiv_loss, "needs_pooled", False))
+            on_a = self.backbone.forward_split(ev.view1, **split)
+            on_b = self.backbone.forward_split(ev.view2, **split)
             tg_a, tg_b = self.objective.teacher_forward(ev.view1), self.objective.teacher_forward(ev.view2)
             z1.append(on_a.embedding)
             z2.append(on_b.embedding)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from equireg import __version__
-from equireg.cli import groups
+from equireg.cli import evaluate, groups, listing, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -14,6 +14,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(groups.app, name="groups")
+app.add_typer(evaluate.app, name="eval")
+app.add_typer(train.config_app, name="config")
+app.command("train")(train.train)
+app.command("list")(listing.list_command)
+
+
+@app.command("demo")
+def demo(run_dir: str = typer.Option("runs/demo", help="where the demo run goes (replaced if it exists)")) -> None:
+    """The main job on the embedded default data: SER (MoCo-v3 + p4m) on Fashion-MNIST, then a linear probe
+    and the equivariance score, summarised in one table."""
+    import shutil
+    from pathlib import Path
+
+    shutil.rmtree(Path(run_dir), ignore_errors=True)
+    cfg = train.config_from_cli(None, None, run_dir=run_dir)
+    train.run_training(cfg, resume=False, evaluate=True)
 
 
 def _version(value: bool) -> None:

@@ -161,18 +161,20 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(config_to_yaml(self.cfg))
 
     # --- loop ----------------------------------------------------------------------------------------------
-    def fit(self) -> TrainResult:
+    def fit(self, stop_after: int | None = None) -> TrainResult:
+        """Train until ``optim.steps`` (or, for tests and budgets, until step ``stop_after``, checkpointing there)."""
         cfg = self.cfg
         self._prepare_dir()
         logger = _RunLogger(self.run_dir, enabled=self.rank == 0, append=self.start_step > 0)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
         total, step = cfg.optim.steps, self.start_step
+        stop = total if stop_after is None else min(total, stop_after)
         t_start, images_seen, last_loss = time.perf_counter(), 0, float("nan")
         window_t, window_imgs = time.perf_counter(), 0
         bar = _Progress(total, self.start_step, enabled=self.show_progress and self.rank == 0)
         self.recipe.train()
         try:
-            while step < total:
+            while step < stop:
                 epoch, skip = divmod(step, self.batches_per_epoch)
                 batches = self.dataset.batches(
                     cfg.optim.batch_size, shuffle=True, drop_last=True, seed=cfg.train.seed, epoch=epoch,
@@ -181,7 +183,7 @@ class Trainer:
                 for i, (images, _) in enumerate(batches):
                     if i < skip:
                         continue
-                    if step >= total:
+                    if step >= stop:
                         break
                     lr, wd = self.schedules(step)
                     for group in self.optimizer.param_groups:
@@ -217,7 +219,7 @@ class Trainer:
                         last_loss = row["loss"]
                         logger.log(row)
                         bar.update(step, row)
-                    if step % cfg.train.checkpoint_every == 0 or step == total:
+                    if step % cfg.train.checkpoint_every == 0 or step == stop:
                         self._checkpoint(step)
         finally:
             bar.close()

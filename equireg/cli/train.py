@@ -1,0 +1,124 @@
+"""``equireg train`` and ``equireg config show``: resolve the config (file < flags < --set), then train."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from equireg.cli.common import fail
+from equireg.config import Config, ConfigError, config_to_yaml, resolve_config
+from equireg.registry import UnknownNameError
+
+console = Console()
+
+# flag name -> dotted config key (None values are dropped so file values survive)
+FLAG_KEYS = {
+    "dataset": "data.name", "data_root": "data.root", "image_size": "data.image_size",
+    "train_subset": "data.train_subset", "backbone": "backbone.name", "cls_position": "backbone.cls_position",
+    "objective": "objective.name", "equiv": "equiv.loss", "group": "equiv.group", "equiv_layer": "equiv.layer",
+    "b2_ratio": "equiv.b2_ratio", "equiv_weight": "equiv.weight", "equiv_temperature": "equiv.temperature",
+    "steps": "optim.steps", "batch_size": "optim.batch_size", "lr": "optim.lr", "run_dir": "train.run_dir",
+    "seed": "train.seed", "device": "train.device", "precision": "train.precision",
+}
+
+
+def config_from_cli(config: Optional[Path], sets: Optional[list[str]], **flags: Any) -> Config:
+    overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
+    try:
+        return resolve_config(config, overrides, sets)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML or JSON config file")
+SetOpt = typer.Option(None, "--set", help="override any key: --set optim.lr=1e-3 (repeatable)")
+
+
+def train(
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[list[str]] = SetOpt,
+    dataset: Optional[str] = typer.Option(None, help="dataset name (equireg list datasets)"),
+    data_root: Optional[str] = typer.Option(None, help="dataset location"),
+    image_size: Optional[int] = typer.Option(None, help="image side in pixels"),
+    train_subset: Optional[int] = typer.Option(None, help="pretraining images"),
+    backbone: Optional[str] = typer.Option(None, help="backbone name (equireg list backbones) or timm:<model>"),
+    cls_position: Optional[str] = typer.Option(None, help="ViT: 'after_equiv' (SER) or 'input'"),
+    objective: Optional[str] = typer.Option(None, help="invariant objective: moco, dino, barlow, simclr"),
+    equiv: Optional[str] = typer.Option(None, help="equivariance loss (ser, ...) or 'none' for the baseline"),
+    group: Optional[str] = typer.Option(None, help="symmetry group, e.g. p4m, c4, p4m*scale"),
+    equiv_layer: Optional[int] = typer.Option(None, help="ViT block k / CNN stage k (1-indexed)"),
+    b2_ratio: Optional[float] = typer.Option(None, help="share of each batch with equivariant views"),
+    equiv_weight: Optional[float] = typer.Option(None, "--lambda", help="weight of the equivariance loss"),
+    equiv_temperature: Optional[float] = typer.Option(None, help="temperature of the equivariance loss"),
+    steps: Optional[int] = typer.Option(None, help="optimizer steps"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size"),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    run_dir: Optional[str] = typer.Option(None, help="run directory (config, logs, checkpoints)"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    precision: Optional[str] = typer.Option(None, help="bf16 or fp32"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its last checkpoint"),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="linear probe + equivariance score afterwards"),
+) -> None:
+    """Pretrain a backbone: invariant objective + equivariance regularizer (SER by default)."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    if resume and config is None and run_dir is not None and (Path(run_dir) / "config.yaml").is_file():
+        config = Path(run_dir) / "config.yaml"
+    cfg = config_from_cli(config, sets, **flags)
+    run_training(cfg, resume=resume, evaluate=evaluate)
+
+
+def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
+    from equireg.engine import Trainer, TrainingDiverged
+    from equireg.engine.trainer import RunDirError
+
+    run_dir = Path(cfg.train.run_dir)
+    existed = run_dir.exists()
+    try:
+        trainer = Trainer(cfg, resume=resume)
+    except (ValueError, UnknownNameError, RunDirError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(f"[bold]equireg[/bold] run → {run_dir}  ({_describe(cfg)})")
+    try:
+        result = trainer.fit()
+    except TrainingDiverged as exc:
+        fail(str(exc), code=1)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; resume with: equireg train --run-dir {run_dir} --resume")
+        raise typer.Exit(130)
+    finally:
+        if not existed and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+    console.print(f"trained {result.steps} steps in {result.wall_seconds:.0f} s ({result.images_per_second:.0f} img/s)")
+    if evaluate:
+        from equireg.cli.evaluate import summarize
+
+        summarize(run_dir, kinds=("linear", "equivariance"))
+
+
+def _describe(cfg: Config) -> str:
+    e = cfg.equiv
+    equiv = "no equivariance loss" if e.loss == "none" else f"{e.loss} on {e.group} at layer {e.layer or 'default'}, b2={e.b2_ratio}"
+    return f"{cfg.backbone.name} + {cfg.objective.name}, {equiv}, {cfg.optim.steps} steps on {cfg.data.name}"
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Inspect configurations.")
+
+
+@config_app.command("show")
+def show(
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[list[str]] = SetOpt,
+    objective: Optional[str] = typer.Option(None),
+    group: Optional[str] = typer.Option(None),
+    equiv_layer: Optional[int] = typer.Option(None),
+    backbone: Optional[str] = typer.Option(None),
+    equiv: Optional[str] = typer.Option(None),
+) -> None:
+    """Print the resolved configuration (defaults < file < flags < --set) as YAML."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    typer.echo(config_to_yaml(config_from_cli(config, sets, **flags)), nl=False)
