@@ -1,0 +1,24 @@
+"""Batched view policies with recorded parameters: T (SSL pairs) and T_eq (SER's equivariant pairs)."""
+
+from __future__ import annotations
+
+from equireg.augment.equivariant import EquivariantViewPolicy, EquivariantViews, split_batch
+from equireg.augment.params import VECTOR_FIELDS, ViewParams, augself_targets
+from equireg.augment.ssl_policy import SSLViewPolicy, ViewPair
+from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, sample_crop_boxes, vector_stats
+
+__all__ = [
+    "VECTOR_FIELDS",
+    "CropConfig",
+    "EquivariantViewPolicy",
+    "EquivariantViews",
+    "PhotometricConfig",
+    "SSLViewPolicy",
+    "ViewAugmentation",
+    "ViewPair",
+    "ViewParams",
+    "augself_targets",
+    "sample_crop_boxes",
+    "split_batch",
+    "vector_stats",
+]

@@ -1,0 +1,67 @@
+"""The SSL view policy T: the BYOL / MoCo-v3 asymmetric pair of views, batched, with recorded parameters."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from equireg.augment.params import ViewParams
+from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images
+
+
+class ViewPair(NamedTuple):
+    """Two views of the same images and what was sampled for each (unpacks as a 4-tuple)."""
+
+    view1: Tensor
+    view2: Tensor
+    params1: ViewParams
+    params2: ViewParams
+
+
+class SSLViewPolicy:
+    """T: RandomResizedCrop(scale=(crop_min, 1), ratio 3/4..4/3) + hflip, then ColorJitter(0.4, 0.4, 0.2, 0.1)
+    p=0.8, grayscale p=0.2, Gaussian blur (p 1.0 / 0.1, sigma 0.1..2) and solarize (p 0 / 0.2) for views 1 / 2.
+
+    Every parameter is drawn per sample (no Python loop over samples) and returned as :class:`ViewParams`.
+
+    Args:
+        output_size: side of the views (default: the input side).
+        crop_min: smallest crop area fraction (0.08 MoCo-v3 / BYOL, 0.2 AugSelf, 0.25 DINO globals).
+        ratio: aspect-ratio range of the crops.
+        flip_p: horizontal flip probability.
+        view1, view2: photometric settings per view (default: the BYOL/MoCo-v3 pair).
+        photometric: False turns all photometric ops off (geometry only), e.g. for tests.
+    """
+
+    def __init__(
+        self,
+        output_size: int | None = None,
+        crop_min: float = 0.08,
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip_p: float = 0.5,
+        view1: PhotometricConfig | None = None,
+        view2: PhotometricConfig | None = None,
+        photometric: bool = True,
+    ) -> None:
+        crop = CropConfig(scale=(crop_min, 1.0), ratio=ratio, flip_p=flip_p)
+        if photometric:
+            p1, p2 = view1 or PhotometricConfig.view1(), view2 or PhotometricConfig.view2()
+        else:
+            p1 = p2 = PhotometricConfig.off()
+        self.views = (ViewAugmentation(crop, p1, output_size), ViewAugmentation(crop, p2, output_size))
+
+    @property
+    def output_size(self) -> int | None:
+        return self.views[0].output_size
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> ViewPair:
+        """Two views of ``images`` (B, 3, H, W) float in [0, 1]; ``generator`` makes them reproducible."""
+        check_images(images)
+        v1, p1 = self.views[0](images, generator)
+        v2, p2 = self.views[1](images, generator)
+        return ViewPair(v1, v2, p1, p2)
+
+    def __repr__(self) -> str:
+        return f"SSLViewPolicy(view1={self.views[0]!r}, view2={self.views[1]!r})"
