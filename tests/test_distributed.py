@@ -23,6 +23,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from equireg import distributed as ed
+from equireg.backbones import SplitOutput
+from equireg.equivariance import EquivBatch, SERLoss
+from equireg.groups import create_group
 from equireg.objectives import BarlowTwinsLoss, DINOLoss, MoCoV3Loss, NTXentLoss
 
 pytestmark = pytest.mark.distributed
@@ -48,6 +51,8 @@ def _global_inputs() -> dict[str, torch.Tensor]:
         "barlow_z1": randn(n, 5), "barlow_z2": randn(n, 5),
         "dino_s1": randn(n, 7), "dino_s2": randn(n, 7), "dino_t1": randn(n, 7), "dino_t2": randn(n, 7),
         "dino_c0": randn(1, 7),
+        "ser_a": randn(n, 3, 2, 2), "ser_b": randn(n, 3, 2, 2),
+        "ser_g": torch.randint(0, 8, (n,), generator=g),
     }
 
 
@@ -86,6 +91,15 @@ def _losses_on(rows: slice) -> dict[str, torch.Tensor]:
     inputs = leaves(*keys)
     record("dino", dino(inputs, [x["dino_t1"][rows], x["dino_t2"][rows]], 0.2), inputs, keys)
     out["dino_center"] = dino.center.clone()
+
+    torch.manual_seed(0)  # the same projector weights in every process
+    ser = SERLoss(3, proj_dim=5, temperature=0.4).double()
+    p4m = create_group("p4m")
+    keys = ("ser_a", "ser_b")
+    a, b = inputs = leaves(*keys)
+    pair = (SplitOutput(None, a, None), SplitOutput(None, b, None))  # type: ignore[arg-type]
+    batch = EquivBatch(group=p4m, g=p4m.wrap(x["ser_g"][rows]), online=pair, target=pair)
+    record("ser", ser(batch), inputs, keys)
     return out
 
 
@@ -176,6 +190,7 @@ def test_all_reduce_mean_carries_gradient(per_rank: list[dict[str, torch.Tensor]
         ("simclr", ("simclr_z1", "simclr_z2")),
         ("barlow", ("barlow_z1", "barlow_z2")),
         ("dino", ("dino_s1", "dino_s2")),
+        ("ser", ("ser_a", "ser_b")),
     ],
 )
 def test_loss_matches_single_process(per_rank: list[dict[str, torch.Tensor]], single: dict[str, torch.Tensor],

@@ -27,6 +27,9 @@ from equireg.equivariance.base import EquivarianceLoss, EquivBatch, register_equ
 from equireg.groups import Elements, Group
 
 
+_RANK_STRIDE = 1 << 30  # larger than any per-rank image count
+
+
 def token_projector(in_channels: int, dim: int = 512) -> nn.Sequential:
     """SER's ``projector_equiv``: 1x1 conv d→dim, GELU, 1x1 conv dim→dim, no biases."""
     return nn.Sequential(
@@ -50,9 +53,10 @@ def token_info_nce(
     positive_index: Tensor,
     temperature: float,
     same_image_negatives: bool = False,
+    reduction: str = "mean",
 ) -> Tensor:
-    """Mean over anchors of −log softmax over targets at the positive; targets from the anchor's own image
-    other than its positive are excluded unless ``same_image_negatives``."""
+    """Mean (or sum) over anchors of −log softmax over targets at the positive; targets from the anchor's own
+    image other than its positive are excluded unless ``same_image_negatives``."""
     a = F.normalize(anchors.float(), dim=1)
     t = F.normalize(targets.float(), dim=1)
     logits = a @ t.T / temperature  # (N_anchor, N_target)
@@ -61,7 +65,7 @@ def token_info_nce(
         not_positive = torch.ones_like(same)
         not_positive[torch.arange(len(a), device=a.device), positive_index] = False
         logits = logits.masked_fill(same & not_positive, float("-inf"))
-    return F.cross_entropy(logits, positive_index)
+    return F.cross_entropy(logits, positive_index, reduction=reduction)
 
 
 class SERLoss(EquivarianceLoss):
@@ -91,15 +95,19 @@ class SERLoss(EquivarianceLoss):
         u = group.act(self.projector(target_a), g, out_size=v.shape[-2:])
         anchors, owner = flatten_tokens(v)
         targets, target_owner = flatten_tokens(u)
-        offset = 0
-        if self.gather_distributed and dist.is_distributed():
-            targets, sizes = dist.gather_with_sizes(targets)
-            owners, _ = dist.gather_with_sizes(target_owner + dist.rank() * (1 << 20))
-            offset = sum(sizes[: dist.rank()])
-            target_owner = owners
-            owner = owner + dist.rank() * (1 << 20)
-        positive = torch.arange(len(anchors), device=anchors.device) + offset
-        return token_info_nce(anchors, owner, targets, target_owner, positive, self.temperature, self.same_image_negatives)
+        if not (self.gather_distributed and dist.is_distributed()):
+            positive = torch.arange(len(anchors), device=anchors.device)
+            return token_info_nce(anchors, owner, targets, target_owner, positive, self.temperature,
+                                  self.same_image_negatives)
+        # image ids made unique across ranks, so "same image" never matches another rank's image
+        owner = owner + dist.rank() * _RANK_STRIDE
+        targets, sizes = dist.gather_with_sizes(targets)
+        target_owner, _ = dist.gather_with_sizes(target_owner + dist.rank() * _RANK_STRIDE)
+        positive = torch.arange(len(anchors), device=anchors.device) + sum(sizes[: dist.rank()])
+        total = token_info_nce(anchors, owner, targets, target_owner, positive, self.temperature,
+                               self.same_image_negatives, reduction="sum")
+        # scaled so that the mean over ranks (DDP's gradient averaging) is the global mean over anchors
+        return total * dist.world_size() / sum(sizes)
 
     def forward(self, batch: EquivBatch) -> Tensor:
         (on_a, on_b), (tg_a, tg_b) = batch.online, batch.target
