@@ -27,15 +27,17 @@ equivariant network still scores 1. The raw form is the default since it is the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from equireg.evaluation._common import Batches, JsonResult, autocast, eval_mode, iterate_batches, resolve_device
+
+if TYPE_CHECKING:
+    from equireg.groups import Elements, Group
 
 #: interpolation weight from inside the original grid needed for a position to count
 MIN_COVERAGE = 0.5
@@ -73,7 +75,7 @@ def zero_safe_cosine(a: Tensor, b: Tensor, dim: int = 1, rel_eps: float = 1e-6) 
     return torch.where(both_zero, torch.ones_like(cos), cos.clamp(-1.0, 1.0))
 
 
-def element_linear_scale(group: Any, g: Any, probe: int = 16) -> float:
+def element_linear_scale(group: Group, g: Elements, probe: int = 16) -> float:
     """Linear scale factor s = sqrt|det A| of g's action, where rho_g f(u) = f(A^-1 u).
 
     Needs nothing from the group beyond ``act``: the coordinate field f(u) = u is moved on a ``probe``-sized
@@ -106,7 +108,7 @@ def _transformed_size(scale: float, in_size: tuple[int, int], map_size: tuple[in
     return out[0], out[1]
 
 
-def _split_elements(elements: Any) -> list[Any]:
+def _split_elements(elements: Elements) -> list[Elements]:
     """A single element, or each element of a 1-D batch."""
     batch_shape = tuple(getattr(elements, "batch_shape", ()))
     if len(batch_shape) == 0:
@@ -120,9 +122,9 @@ def _split_elements(elements: Any) -> list[Any]:
 def equivariance_score(
     backbone: nn.Module,
     images: Batches,
-    group: Any,
+    group: Group,
     layer: int | None = None,
-    elements: Mapping[str, Any] | None = None,
+    elements: Mapping[str, Elements] | None = None,
     with_embedding: bool = True,
     device: torch.device | str | None = None,
     amp_dtype: torch.dtype | None = None,
@@ -137,7 +139,7 @@ def equivariance_score(
             ``forward_split(x, layer=k)`` returning an object with ``.embedding`` and ``.feature_map``.
         images: (N, C, H, W) images, or batches of images / (images, labels) (labels are ignored).
         group: an ``equireg.groups`` group (uses ``act``, ``generators`` and ``is_exact``).
-        layer: the split layer k (default: the backbone's own split layer).
+        layer: the split layer k (default: the backbone's own split layer, recorded in the result).
         elements: kind -> one element or a 1-D batch of elements whose scores are averaged; default
             ``group.generators()`` (e.g. ``{"rot90": ..., "flip": ...}`` for p4m, ``{"scale": ...}``).
         with_embedding: also report the invariant side at the final embedding.
@@ -197,7 +199,7 @@ def equivariance_score(
     if seen == 0:
         raise ValueError("no images to score")
     return EquivarianceResult(
-        layer=layer,
+        layer=layer if layer is not None else getattr(backbone, "split_layer", None),
         map_scores={k: v / seen for k, v in map_sums.items()},
         embedding_scores={k: v / seen for k, v in emb_sums.items()} if with_embedding else {},
         elements={k: [repr(g) for g in els] for k, els in per_kind.items()},
@@ -207,7 +209,7 @@ def equivariance_score(
     )
 
 
-def _map_cosines(group: Any, g: Any, m_x: Tensor, m_gx: Tensor, offset: Tensor | None = None) -> Tensor:
+def _map_cosines(group: Group, g: Elements, m_x: Tensor, m_gx: Tensor, offset: Tensor | None = None) -> Tensor:
     """Per-image mean cosine over the covered positions of rho_g m_x against m_gx, after subtracting
     ``offset`` (a per-channel vector) from both; shape (B,)."""
     target = (m_gx.shape[-2], m_gx.shape[-1])

@@ -189,8 +189,11 @@ def test_real_backbones_on_p4m_and_scale(name: str, images: Tensor) -> None:
     result = equivariance_score(backbone, x, create_group("p4m*scale"), layer=1)
     assert set(result.map_scores) == {"rot90", "flip", "scale"}
     for kind, score in result.map_scores.items():
-        assert -1.0 <= score < 0.99, (kind, score)  # random init: far from equivariant
-        assert -1.0 <= result.embedding_scores[kind] <= 1.0
+        # raw cosines of random ReLU/LayerNorm maps are high (0.7-0.99) from the shared offset alone
+        assert -1.0 <= score <= 1.0 and -1.0 <= result.embedding_scores[kind] <= 1.0
+    centred = equivariance_score(backbone, x, create_group("p4m*scale"), layer=1, center=True)
+    for kind, score in centred.map_scores.items():
+        assert score < 0.8, (kind, score)  # random init: far from equivariant once the offset is removed
     stride = backbone.info(1).stride
     h, w = result.transformed_sizes["scale"][0]
     assert h % stride == 0 and h > 32
