@@ -22,9 +22,15 @@ def linear_probe_table(result: LinearProbeResult, title: str = "Linear probe") -
         f"{result.train_top1:.2f}",
         f"{result.num_train} / {result.num_test}",
         str(result.num_classes),
-        f"{result.optimizer} ({result.epochs} ep, lr {result.lr:g}, wd {result.weight_decay:g})",
+        _optimiser_text(result),
     )
     return table
+
+
+def _optimiser_text(result: LinearProbeResult) -> str:
+    if result.optimizer == "lbfgs":  # lr is unused by L-BFGS (line search)
+        return f"lbfgs (<= {result.epochs} it, wd {result.weight_decay:g})"
+    return f"{result.optimizer} ({result.epochs} ep, lr {result.lr:g}, wd {result.weight_decay:g})"
 
 
 def knn_table(result: KNNResult, title: str = "k-NN") -> Table:
