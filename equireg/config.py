@@ -86,8 +86,9 @@ class TrainConfig(_Section):
 
 class EvalConfig(_Section):
     batch_size: int = Field(512, ge=1)
-    probe_epochs: int = Field(100, ge=1)
-    probe_lr: float = Field(1e-2, gt=0.0)
+    probe_optimizer: Literal["lbfgs", "adamw"] = "lbfgs"
+    probe_epochs: int = Field(100, ge=1, description="AdamW epochs, or the L-BFGS iteration cap")
+    probe_lr: float = Field(1e-2, gt=0.0, description="AdamW only (L-BFGS sets its own step by line search)")
     knn_k: int = Field(20, ge=1)
     equiv_images: int = Field(512, ge=1, description="test images for the equivariance score")
     robustness_severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])

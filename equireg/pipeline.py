@@ -86,8 +86,8 @@ def evaluate_linear(run: LoadedRun, splits: Splits | None = None, save: bool = T
     bs = e.batch_size
     tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
     te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
-    result = linear_probe(*tr, *te, epochs=e.probe_epochs, lr=e.probe_lr, num_classes=splits.test.num_classes,
-                          seed=run.cfg.train.seed)
+    result = linear_probe(*tr, *te, epochs=e.probe_epochs, lr=e.probe_lr, optimizer=e.probe_optimizer,
+                          num_classes=splits.test.num_classes, seed=run.cfg.train.seed)
     if save:
         _save(run, "linear", result)
     return result
