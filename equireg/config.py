@@ -43,7 +43,8 @@ class BackboneConfig(_Section):
 
 class ObjectiveConfig(_Section):
     name: str = "moco"
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    # CPU-sized heads by default (1024-wide MLPs); {"preset": "paper"} restores the official 4096/8192 widths
+    kwargs: dict[str, Any] = Field(default_factory=lambda: {"preset": "small"})
 
 
 class EquivConfig(_Section):
@@ -160,14 +161,15 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(d, "optim.lr", 1e-3)`` creates intermediate dicts as needed."""
+    """``set_dotted(d, "optim.lr", 1e-3)`` creates intermediate dicts as needed; dict values merge."""
     parts = key.split(".")
     node = tree
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {key!r}: {part!r} is not a section")
-    node[parts[-1]] = value
+    last = parts[-1]
+    node[last] = deep_merge(node[last], value) if isinstance(value, dict) and isinstance(node.get(last), dict) else value
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +182,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def resolve_config(
     file: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
 ) -> Config:
-    """File values, then ``overrides`` (dotted keys from CLI flags), then ``--set key=value`` strings."""
-    tree: dict[str, Any] = load_file(file) if file else {}
+    """Defaults, then file values, then ``overrides`` (dotted keys from CLI flags), then ``--set key=value``.
+
+    Mappings merge key by key (``--set objective.kwargs.proj_dim=128`` keeps the default preset); every
+    other value replaces the one before it.
+    """
+    tree: dict[str, Any] = Config.model_construct().model_dump(mode="python")
+    if file:
+        tree = deep_merge(tree, load_file(file))
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(tree, key, value)
