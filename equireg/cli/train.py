@@ -82,7 +82,9 @@ def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
         trainer = Trainer(cfg, resume=resume)
     except (ValueError, UnknownNameError, RunDirError, FileNotFoundError) as exc:
         fail(str(exc))
-    console.print(f"[bold]equireg[/bold] run → {run_dir}  ({_describe(cfg)})")
+    main = trainer.rank == 0  # under torchrun only rank 0 prints, cleans up and evaluates
+    if main:
+        console.print(f"[bold]equireg[/bold] run → {run_dir}  ({_describe(cfg)})")
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
@@ -91,8 +93,11 @@ def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
         console.print(f"interrupted; resume with: equireg train --run-dir {run_dir} --resume")
         raise typer.Exit(130)
     finally:
-        if not existed and not (run_dir / "checkpoints").exists():
+        trainer.close()
+        if main and not existed and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
+    if not main:
+        return
     console.print(f"trained {result.steps} steps in {result.wall_seconds:.0f} s ({result.images_per_second:.0f} img/s)")
     if evaluate:
         from equireg.cli.evaluate import summarize

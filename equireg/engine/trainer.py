@@ -1,15 +1,22 @@
 """The training loop: AdamW with warm-up + cosine schedules, bf16 autocast, clipping, EMA teachers,
 atomic checkpoints, CSV + TensorBoard logs, a rich progress bar and exact resume.
 
-Randomness is keyed by step: the view generator of step t is seeded from (seed, t, rank), so a resumed run
-draws exactly the views the uninterrupted run would have drawn, and only the model/optimizer/RNG state has
-to be restored.
+Randomness is keyed by step: the view generator of step t is seeded from (seed, t), so a resumed run draws
+exactly the views the uninterrupted run would have drawn, and only the model/optimizer/RNG state has to be
+restored.
+
+Under torchrun the trainer joins the process group (gloo on CPU, NCCL on CUDA, see :mod:`equireg.engine.ddp`),
+synchronises BatchNorm, wraps the recipe in DDP, reads its own shard of every epoch and renders its own rows of
+views drawn for the global batch; rank 0 alone writes logs and checkpoints, and every rank waits at a barrier
+after each checkpoint. The logged losses are means over ranks, i.e. the single-process loss of the global batch.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +29,7 @@ from torch import nn
 
 from equireg import distributed as dist
 from equireg.config import Config, config_to_yaml
+from equireg.engine import ddp
 from equireg.engine.checkpoint import CheckpointManager
 from equireg.engine.schedule import warmup_cosine
 from equireg.recipe import SSLRecipe, build_recipe
@@ -43,6 +51,7 @@ class TrainResult:
     images_per_second: float
     wall_seconds: float
     resumed_from: int
+    world_size: int = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,7 +70,11 @@ def seed_everything(seed: int) -> None:
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    """The CPU generator for the random views of one step (resumable without saving generator state)."""
+    """The CPU generator for the random views of one step (resumable without saving generator state).
+
+    The trainer uses ``rank=0`` on every rank: distributed runs draw the views of the whole global batch from
+    it and keep their own rows (see :mod:`equireg.engine.ddp`); ``rank`` keys independent per-rank streams for
+    code that wants them."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
 
 
@@ -88,7 +101,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def param_groups(params: list[nn.Parameter], names: dict[int, str]) -> list[dict[str, Any]]:
+def param_groups(params: list[nn.Parameter]) -> list[dict[str, Any]]:
     """No weight decay on biases and normalisation parameters (1-D tensors), as in MoCo-v3/DINO."""
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -106,15 +119,28 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.device = resolve_device(cfg.train.device)
-        self.rank, self.world = dist.rank(), dist.world_size()
+        self.dist = ddp.setup_distributed(resolve_device(cfg.train.device))
+        try:
+            self._build(resume, dataset)
+        except BaseException:
+            self.dist.close()
+            raise
+
+    def _build(self, resume: bool, dataset: Any) -> None:
+        cfg = self.cfg
+        self.device = self.dist.device
+        self.rank, self.world = self.dist.rank, self.dist.world_size
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints")
         if resume and self.checkpoints.latest() is None:
             raise RunDirError(f"--resume: no checkpoint in {self.run_dir}/checkpoints")
         if not resume and self.checkpoints.latest() is not None:
             raise RunDirError(f"run directory {self.run_dir} already holds a run; pass --resume or choose another --run-dir")
-        seed_everything(cfg.train.seed)
+        seed_everything(cfg.train.seed)  # the same initial weights on every rank
         self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)
+        if self.world > 1:
+            ddp.convert_batchnorm(self.recipe, self.device)
+            self.recipe.views = ddp.shard_views(self.recipe.views, self.rank, self.world)
+            self.recipe.equiv_views = ddp.shard_views(self.recipe.equiv_views, self.rank, self.world)
         if cfg.train.channels_last and self.recipe.backbone.family == "cnn":
             self.recipe.to(memory_format=torch.channels_last)
         if dataset is None:
@@ -124,14 +150,22 @@ class Trainer:
         self.dataset = dataset.to(self.device) if getattr(dataset, "in_memory", False) else dataset
         self.batches_per_epoch = self.dataset.num_batches(cfg.optim.batch_size, drop_last=True, world_size=self.world)
         if self.batches_per_epoch < 1:
-            raise ValueError(f"dataset of {len(self.dataset)} images is smaller than one batch of {cfg.optim.batch_size}")
+            per_rank = f" per rank ({self.world} ranks)" if self.world > 1 else ""
+            raise ValueError(f"dataset of {len(self.dataset)} images is smaller than one batch of "
+                             f"{cfg.optim.batch_size}{per_rank}")
         params = self.recipe.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
-            param_groups(params, {}), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas
+            param_groups(params), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas
         )
         self.start_step = 0
         if resume:
             self._restore()
+        # the module the step calls: DDP over the recipe when distributed (it broadcasts rank 0's state once)
+        self.model: nn.Module = ddp.wrap_ddp(self.recipe, self.device) if self.world > 1 else self.recipe
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it (the CLI calls this when a run ends)."""
+        self.dist.close()
 
     # --- state ---------------------------------------------------------------------------------------
     def state(self, step: int) -> dict[str, Any]:
@@ -165,7 +199,7 @@ class Trainer:
         """Train until ``optim.steps`` (or, for tests and budgets, until step ``stop_after``, checkpointing there)."""
         cfg = self.cfg
         self._prepare_dir()
-        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, append=self.start_step > 0)
+        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, resume_step=self.start_step)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
         total, step = cfg.optim.steps, self.start_step
         stop = total if stop_after is None else min(total, stop_after)
@@ -192,11 +226,12 @@ class Trainer:
                             group["weight_decay"] = wd
                     progress = step / total
                     with autocast:
-                        out = self.recipe(images, progress, step_generator(cfg.train.seed, step, self.rank))
-                    if not torch.isfinite(out.loss):
+                        out = self.model(images, progress, step_generator(cfg.train.seed, step))
+                    loss_value, parts = self._mean_over_ranks(out.loss, out.parts)
+                    if not math.isfinite(loss_value):
                         raise TrainingDiverged(
-                            f"loss became {out.loss.item()} at step {step} (parts: "
-                            f"{ {k: round(v.item(), 4) for k, v in out.parts.items()} }); the last good checkpoint "
+                            f"loss became {loss_value} at step {step} (parts: "
+                            f"{ {k: round(v, 4) for k, v in parts.items()} }); the last good checkpoint "
                             f"in {self.checkpoints.root} is intact. Try a lower optim.lr, train.precision=fp32 "
                             f"or optim.clip_grad."
                         )
@@ -214,8 +249,7 @@ class Trainer:
                         now = time.perf_counter()
                         ips = window_imgs * self.world / max(now - window_t, 1e-9)
                         window_t, window_imgs = now, 0
-                        row = {"step": step, "lr": lr, "weight_decay": wd, "images_per_s": ips,
-                               **{k: float(v) for k, v in out.parts.items()}}
+                        row = {"step": step, "lr": lr, "weight_decay": wd, "images_per_s": ips, **parts}
                         last_loss = row["loss"]
                         logger.log(row)
                         bar.update(step, row)
@@ -226,10 +260,22 @@ class Trainer:
             logger.close()
         wall = time.perf_counter() - t_start
         result = TrainResult(str(self.run_dir), step, last_loss, images_seen * self.world / max(wall, 1e-9), wall,
-                             self.start_step)
+                             self.start_step, self.world)
         if self.rank == 0:
             (self.run_dir / "train_summary.json").write_text(json.dumps(asdict(result), indent=2))
         return result
+
+    def _mean_over_ranks(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+        """The loss and its logged components averaged over ranks (one small all-reduce), so every rank sees the
+        same values: the single-process loss of the global batch, and a NaN on any rank stops all of them at the
+        same step."""
+        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in parts.values())])
+        if dist.is_distributed():
+            values = values.to(self.device)
+            torch.distributed.all_reduce(values)
+            values = values / self.world
+        loss_value, *rest = values.tolist()
+        return loss_value, dict(zip(parts, rest))
 
     def _checkpoint(self, step: int) -> None:
         if self.rank == 0:
@@ -241,7 +287,7 @@ class Trainer:
 class _RunLogger:
     """CSV (always) and TensorBoard (when installed) scalars, rank 0 only."""
 
-    def __init__(self, run_dir: Path, enabled: bool, append: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int = 0) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.csv"
         self._fh: Any = None
@@ -249,7 +295,9 @@ class _RunLogger:
         self._fields: list[str] | None = None
         if not enabled:
             return
-        self._append = append and self.path.exists()
+        self._append = resume_step > 0 and self.path.exists()
+        if self._append:
+            _truncate_metrics(self.path, resume_step)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -278,6 +326,25 @@ class _RunLogger:
             self._fh.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop rows logged after ``last_step`` (steps a killed run did after its last checkpoint, which the resumed
+    run redoes), so ``metrics.csv`` holds each step once. Rewritten atomically."""
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return
+    kept = [lines[0]] + [line for line in lines[1:] if line.endswith("\n") and _row_step(line) <= last_step]
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
+def _row_step(line: str) -> float:
+    try:
+        return float(line.split(",", 1)[0])
+    except ValueError:  # a line cut short by a kill
+        return math.inf
 
 
 class _Progress:
