@@ -203,17 +203,26 @@ class ViewAugmentation:
         return ops.resized_crop(images, params.crop, params.flip, (side, side))
 
     def apply_photometric(self, images: Tensor, params: ViewParams) -> Tensor:
-        """Colour jitter, grayscale, blur, solarize (in that order, as in BYOL) with the recorded parameters."""
+        """Colour jitter, grayscale, blur, solarize (in that order, as in BYOL) with the recorded parameters.
+
+        Works on one private copy of ``images`` (the input is left untouched) so each op writes in place.
+        """
         cfg = self.photometric
-        x = images
-        if bool(params.jitter_applied.any()):
-            x = ops.color_jitter(x, params.color, params.jitter_order, params.jitter_applied)
-        if bool(params.grayscale.any()):
-            x = ops.to_grayscale(x, params.grayscale)
-        if bool((params.blur_sigma > 0).any()):
-            x = ops.gaussian_blur(x, params.blur_sigma, cfg.kernel_size(int(x.shape[-1])))
-        if bool(params.solarize.any()):
-            x = ops.solarize(x, params.solarize, cfg.solarize_threshold)
+        steps = (
+            bool(params.jitter_applied.any()), bool(params.grayscale.any()),
+            bool((params.blur_sigma > 0).any()), bool(params.solarize.any()),
+        )  # fmt: skip
+        if not any(steps):
+            return images.clone()
+        x = images.clone()
+        if steps[0]:
+            x = ops.color_jitter(x, params.color, params.jitter_order, params.jitter_applied, inplace=True)
+        if steps[1]:
+            x = ops.to_grayscale(x, params.grayscale, inplace=True)
+        if steps[2]:
+            x = ops.gaussian_blur(x, params.blur_sigma, cfg.kernel_size(int(x.shape[-1])), inplace=True)
+        if steps[3]:
+            x = ops.solarize(x, params.solarize, cfg.solarize_threshold, inplace=True)
         return x
 
     def apply(self, images: Tensor, params: ViewParams) -> Tensor:
