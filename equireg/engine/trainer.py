@@ -231,9 +231,8 @@ class Trainer:
                     if not math.isfinite(loss_value):
                         raise TrainingDiverged(
                             f"loss became {loss_value} at step {step} (parts: "
-                            f"{ {k: round(v, 4) for k, v in parts.items()} }); the last good checkpoint "
-                            f"in {self.checkpoints.root} is intact. Try a lower optim.lr, train.precision=fp32 "
-                            f"or optim.clip_grad."
+                            f"{ {k: round(v, 4) for k, v in parts.items()} }); {self._checkpoint_note()}. "
+                            f"Try a lower optim.lr, train.precision=fp32 or optim.clip_grad."
                         )
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
@@ -277,7 +276,17 @@ class Trainer:
         loss_value, *rest = values.tolist()
         return loss_value, dict(zip(parts, rest))
 
+    def _checkpoint_note(self) -> str:
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {latest} is intact (resume with --resume)"
+
     def _checkpoint(self, step: int) -> None:
+        # a finite loss can still come with a non-finite gradient; never save such weights as the latest
+        if not all(bool(torch.isfinite(p).all()) for p in self.recipe.trainable_parameters()):
+            raise TrainingDiverged(f"weights became non-finite at step {step}; {self._checkpoint_note()}. "
+                                   f"Try a lower optim.lr, train.precision=fp32 or optim.clip_grad.")
         if self.rank == 0:
             self.checkpoints.save(self.state(step), step)
         if dist.is_distributed():
