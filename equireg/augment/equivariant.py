@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from equireg.augment.params import ViewParams
-from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images
+from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images, rank_rows
 from equireg.groups import Elements, Group, ScaleGroup
 
 
@@ -124,13 +124,21 @@ class EquivariantViewPolicy:
             return self.group.sample(n, generator=generator, device=device)
         return self.group.wrap(_with_scale(self.group, n, tokens / n0, generator, device))
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> EquivariantViews:
+    def __call__(
+        self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0, world_size: int = 1
+    ) -> EquivariantViews:
+        """The pair for ``images`` (B, 3, S, S); ``generator`` makes it reproducible.
+
+        With ``world_size`` > 1 every per-sample draw is made for the global batch and rank ``rank`` keeps its
+        rows; per-batch draws (the token sides of a scale group) are shared by all ranks, as in one process.
+        """
         check_images(images)
         b = images.shape[0]
+        total, rows, device = b * world_size, rank_rows(b, rank, world_size), images.device
         hw = (int(images.shape[-2]), int(images.shape[-1]))
         aug1, aug2 = self.views
-        p1 = aug1.sample(b, hw, generator, images.device)
-        p2 = aug2.sample(b, hw, generator, images.device)
+        p1 = aug1.sample(total, hw, generator)[rows].to(device)
+        p2 = aug2.sample(total, hw, generator)[rows].to(device)
         crop1 = aug1.apply_geometry(images, p1)
         if self.shared_crop:
             p2.crop, p2.flip = p1.crop.clone(), p1.flip.clone()
@@ -142,11 +150,12 @@ class EquivariantViewPolicy:
         side = int(crop1.shape[-1])
         n1, n2 = self.token_sides(side, generator)
         n0 = side // self.token_stride
-        g1 = self._elements(b, n0, n1, generator, images.device)
-        g2 = self._elements(b, n0, n2, generator, images.device)
+        g1 = self._elements(total, n0, n1, generator, device)[rows]
+        g2 = self._elements(total, n0, n2, generator, device)[rows]
+        scaled = has_scale(self.group)
         size1, size2 = (n1 * self.token_stride,) * 2, (n2 * self.token_stride,) * 2
-        view1 = self.group.act(x1, g1, out_size=size1 if has_scale(self.group) else None)
-        view2 = self.group.act(x2, g2, out_size=size2 if has_scale(self.group) else None)
+        view1 = self.group.act(x1, g1, out_size=size1 if scaled else None)
+        view2 = self.group.act(x2, g2, out_size=size2 if scaled else None)
         return EquivariantViews(view1, view2, g1, g2, g2 @ ~g1, p1, p2, (n1, n2))
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from equireg.augment.params import ViewParams
-from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images
+from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images, rank_rows
 
 
 class ViewPair(NamedTuple):
@@ -56,11 +56,22 @@ class SSLViewPolicy:
     def output_size(self) -> int | None:
         return self.views[0].output_size
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> ViewPair:
-        """Two views of ``images`` (B, 3, H, W) float in [0, 1]; ``generator`` makes them reproducible."""
+    def __call__(
+        self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0, world_size: int = 1
+    ) -> ViewPair:
+        """Two views of ``images`` (B, 3, H, W) float in [0, 1]; ``generator`` makes them reproducible.
+
+        With ``world_size`` > 1, parameters are drawn for the global batch of ``world_size * B`` images and rank
+        ``rank`` keeps its rows, so a distributed run draws exactly what one process would for the whole batch.
+        """
         check_images(images)
-        v1, p1 = self.views[0](images, generator)
-        v2, p2 = self.views[1](images, generator)
+        rows = rank_rows(images.shape[0], rank, world_size)
+        hw = (int(images.shape[-2]), int(images.shape[-1]))
+        out = []
+        for aug in self.views:  # view 1's draws, then view 2's
+            params = aug.sample(images.shape[0] * world_size, hw, generator)[rows].to(images.device)
+            out.append((aug.apply(images, params), params))
+        (v1, p1), (v2, p2) = out
         return ViewPair(v1, v2, p1, p2)
 
     def __repr__(self) -> str:

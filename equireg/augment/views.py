@@ -252,6 +252,13 @@ def check_images(images: Tensor) -> None:
         raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
 
 
+def rank_rows(local_batch: int, rank: int, world_size: int) -> slice:
+    """Rows of a global batch of ``world_size * local_batch`` samples that belong to ``rank``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
+    return slice(rank * local_batch, (rank + 1) * local_batch)
+
+
 def vector_stats(
     augmentation: ViewAugmentation, image_hw: tuple[int, int] = (32, 32), num_samples: int = 65536, seed: int = 0
 ) -> tuple[Tensor, Tensor]:

@@ -125,3 +125,14 @@ def test_split_batch_errors() -> None:
         split_batch(8, 1.5)
     with pytest.raises(ValueError, match="batch_size"):
         split_batch(0, 0.1)
+
+
+def test_rank_sharded_pairs_equal_one_global_batch() -> None:
+    G = create_group("p4m*scale")
+    policy = EquivariantViewPolicy(G, token_stride=4)
+    x = _smooth_images(8, 16)
+    whole = policy(x, generator=torch.Generator().manual_seed(5))
+    parts = [policy(x[4 * r : 4 * r + 4], torch.Generator().manual_seed(5), rank=r, world_size=2) for r in range(2)]
+    assert all(p.tokens == whole.tokens for p in parts)
+    assert torch.equal(torch.cat([p.view2 for p in parts]), whole.view2)
+    assert torch.equal(torch.cat([p.g.tensor for p in parts]), whole.g.tensor)

@@ -155,3 +155,13 @@ def test_bad_inputs() -> None:
         SSLViewPolicy(crop_min=1.5)
     with pytest.raises(ValueError, match="parameter rows"):
         policy.views[0].apply(torch.rand(3, 3, 8, 8), policy.views[0].sample(2, (8, 8)))
+
+
+def test_rank_sharded_draws_equal_one_global_batch() -> None:
+    policy, x = SSLViewPolicy(), _images(12)
+    whole = policy(x, generator=torch.Generator().manual_seed(8))
+    parts = [policy(x[4 * r : 4 * r + 4], torch.Generator().manual_seed(8), rank=r, world_size=3) for r in range(3)]
+    assert torch.equal(torch.cat([p.view1 for p in parts]), whole.view1)
+    assert torch.equal(torch.cat([p.params2.vector() for p in parts]), whole.params2.vector())
+    with pytest.raises(ValueError, match="rank"):
+        policy(x, rank=3, world_size=3)
