@@ -3,8 +3,9 @@ whose random parameters are drawn for the *global* batch.
 
 Why the views are drawn globally: with per-rank generators, a run on N ranks draws different crops, colours and
 group elements than a single process on the same N·B images, so no single-process run reproduces it. Here every
-rank seeds the same step generator, samples the parameters of all N·B rows and keeps its own rows
-``[rank·B, (rank+1)·B)``. Sampling parameters costs microseconds; only the rank's own rows are rendered. With
+rank seeds the same step generator and calls the view policies with ``rank``/``world_size``: they sample the
+parameters of all N·B rows and keep the rank's rows ``[rank·B, (rank+1)·B)``. Sampling parameters costs
+microseconds; only the rank's own rows are rendered. With
 synchronised BatchNorm (the statistics of the global batch) and the gradient-carrying gathers of
 :mod:`equireg.distributed`, one step on N ranks then equals one step of a single process on the global batch
 (``tests/engine/test_distributed_train.py`` checks the weights).
@@ -15,9 +16,11 @@ NCCL, one device per ``LOCAL_RANK`` and ``torch.nn.SyncBatchNorm``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -25,15 +28,11 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from equireg import distributed as dist
-from equireg.augment import EquivariantViewPolicy, EquivariantViews, SSLViewPolicy, ViewPair
-from equireg.augment.equivariant import has_scale
-from equireg.augment.views import check_images
 
 __all__ = [
     "DistContext",
     "GlobalBatchNorm",
-    "ShardedEquivariantViews",
-    "ShardedSSLViews",
+    "RankViews",
     "convert_batchnorm",
     "setup_distributed",
     "shard_views",
@@ -180,72 +179,34 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
 # --- views whose parameters are drawn for the global batch --------------------------------------------------------
 
 
-def _own_rows(n_local: int, rank: int) -> slice:
-    return slice(rank * n_local, (rank + 1) * n_local)
+class RankViews:
+    """A view policy called with this rank's place in the global batch (``rank=``, ``world_size=``), so it draws
+    every per-sample parameter for all ranks' rows and renders only its own. Other attributes pass through."""
 
-
-class ShardedSSLViews:
-    """:class:`SSLViewPolicy` with parameters sampled for ``world_size`` equal local batches; keeps rank's rows."""
-
-    def __init__(self, policy: SSLViewPolicy, rank: int, world_size: int) -> None:
+    def __init__(self, policy: Any, rank: int, world_size: int) -> None:
         self.policy, self.rank, self.world_size = policy, rank, world_size
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> ViewPair:
-        check_images(images)
-        n, hw = images.shape[0], (int(images.shape[-2]), int(images.shape[-1]))
-        rows = _own_rows(n, self.rank)
-        out = []
-        for aug in self.policy.views:  # the same draw order as SSLViewPolicy: view 1, then view 2
-            params = aug.sample(n * self.world_size, hw, generator)[rows].to(images.device)
-            out.append((aug.apply(images, params), params))
-        (v1, p1), (v2, p2) = out
-        return ViewPair(v1, v2, p1, p2)
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Any:
+        return self.policy(images, generator, rank=self.rank, world_size=self.world_size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["policy"], name)
 
 
-class ShardedEquivariantViews:
-    """:class:`EquivariantViewPolicy` with every per-sample draw made for the global batch (same draw order as the
-    policy itself); per-batch draws (the token sides of scale groups) are shared by all ranks, as in one process."""
-
-    def __init__(self, policy: EquivariantViewPolicy, rank: int, world_size: int) -> None:
-        self.policy, self.rank, self.world_size = policy, rank, world_size
-
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> EquivariantViews:
-        check_images(images)
-        pol = self.policy
-        n, hw = images.shape[0], (int(images.shape[-2]), int(images.shape[-1]))
-        total, rows, device = n * self.world_size, _own_rows(n, self.rank), images.device
-        aug1, aug2 = pol.views
-        p1 = aug1.sample(total, hw, generator)[rows].to(device)
-        p2 = aug2.sample(total, hw, generator)[rows].to(device)
-        crop1 = aug1.apply_geometry(images, p1)
-        if pol.shared_crop:
-            p2.crop, p2.flip = p1.crop.clone(), p1.flip.clone()
-            crop2 = crop1
-        else:
-            crop2 = aug2.apply_geometry(images, p2)
-        x1, x2 = aug1.apply_photometric(crop1, p1), aug2.apply_photometric(crop2, p2)
-        side = int(crop1.shape[-1])
-        n1, n2 = pol.token_sides(side, generator)
-        n0 = side // pol.token_stride
-        g1 = pol._elements(total, n0, n1, generator, device)[rows]
-        g2 = pol._elements(total, n0, n2, generator, device)[rows]
-        scaled = has_scale(pol.group)
-        size1, size2 = (n1 * pol.token_stride,) * 2, (n2 * pol.token_stride,) * 2
-        view1 = pol.group.act(x1, g1, out_size=size1 if scaled else None)
-        view2 = pol.group.act(x2, g2, out_size=size2 if scaled else None)
-        return EquivariantViews(view1, view2, g1, g2, g2 @ ~g1, p1, p2, (n1, n2))
-
-
-def shard_views(policy: object, rank: int, world_size: int) -> object:
-    """The global-batch version of a known view policy; other (custom) policies are returned unchanged with a
-    warning, since their per-rank draws then differ from a single-process run."""
-    if isinstance(policy, SSLViewPolicy):
-        return ShardedSSLViews(policy, rank, world_size)
-    if isinstance(policy, EquivariantViewPolicy):
-        return ShardedEquivariantViews(policy, rank, world_size)
-    if policy is not None:
-        warnings.warn(f"view policy {type(policy).__name__} is not sharded: each rank draws its own views, so a "
-                      f"distributed run will not equal a single-process run on the global batch", stacklevel=2)
+def shard_views(policy: Any, rank: int, world_size: int) -> Any:
+    """``policy`` drawing for the global batch when it supports ``rank``/``world_size`` keywords (both built-in
+    policies do); other policies are returned unchanged with a warning, since their per-rank draws then differ
+    from a single-process run on the global batch."""
+    if policy is None or world_size == 1:
+        return policy
+    try:
+        params = inspect.signature(policy.__call__).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    if "rank" in params and "world_size" in params:
+        return RankViews(policy, rank, world_size)
+    warnings.warn(f"view policy {type(policy).__name__} takes no rank/world_size: each rank draws its own views, "
+                  f"so a distributed run will not equal a single-process run on the global batch", stacklevel=2)
     return policy
 
 

@@ -101,9 +101,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Trainer]:
 
 
 def test_two_rank_train_matches_single_process_weights(runs: tuple[Path, Trainer]) -> None:
-    """Adam turns float-rounding differences in near-zero gradients into differences of up to a few percent of
-    a step, so parameters are compared relative to how far training moved them. Breaking any ingredient (per-rank
-    BatchNorm statistics, per-rank view draws) makes them differ by about 200% of that movement."""
+    """Adam turns float-rounding differences in near-zero gradients into visible differences of single weights,
+    so each tensor is compared by the norm of its difference relative to how far training moved it: about 1%
+    here, against 170-200% when any ingredient breaks (per-rank BatchNorm statistics, per-rank view draws)."""
     ddp_dir, single = runs
     state = load_state(ddp_dir / "checkpoints" / f"step-{STEPS:07d}")
     assert state["step"] == STEPS
@@ -116,10 +116,10 @@ def test_two_rank_train_matches_single_process_weights(runs: tuple[Path, Trainer
         if not value.is_floating_point() or "running_" in key:
             torch.testing.assert_close(got, value, atol=1e-5, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
             continue
-        moved = (value - init[key]).abs().max().item()
+        moved = (value - init[key]).norm().item()
         largest_move = max(largest_move, moved)
-        error = (got - value).abs().max().item()
-        assert error <= 0.1 * moved + 1e-6, f"{key}: differs by {error:.2e}, training moved it by {moved:.2e}"
+        error = (got - value).norm().item()
+        assert error <= 0.05 * moved + 1e-6, f"{key}: differs by {error:.2e} (norm), training moved it by {moved:.2e}"
     assert largest_move > 1e-2  # the runs really trained
 
 
