@@ -1,9 +1,11 @@
 """The training recipe: backbone + invariant objective + (optional) equivariance loss, and one step's loss.
 
-Each batch is split into b1 images that get the ordinary SSL views (policy T) and b2 images that get
+With SER (the default),
+each batch is split into b1 images that get the ordinary SSL views (policy T) and b2 images that get
 equivariant views (policy T_eq: a shared crop, independent photometrics, group elements g_a, g_b). The
 embeddings of *both* parts enter the invariant loss (SER's "2-view" setting: every image has two views), and
-the b2 pair alone feeds the equivariance loss at the split layer: L = L_inv + λ·L_equiv.
+the b2 pair alone feeds the equivariance loss at the split layer: L = L_inv + λ·L_equiv. Other losses
+(AugSelf, EquiMod, E-SSL, STL) ask for other views through the :class:`EquivarianceLoss` interface.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from torch import Tensor, nn
 
 from equireg.backbones import Backbone, SplitOutput, create_backbone
 from equireg.config import Config
-from equireg.equivariance import EquivarianceLoss, EquivBatch, create_equiv_loss
+from equireg.equivariance import EQUIV_LOSSES, EquivarianceLoss, create_equiv_loss
+from equireg.equivariance.context import StepContext
 from equireg.groups import Group, create_group
 from equireg.objectives import Objective, create_objective
 
@@ -36,7 +39,12 @@ def _cat_outputs(outs: list[SplitOutput | None]) -> SplitOutput | None:
 
 
 class SSLRecipe(nn.Module):
-    """Owns the online backbone, the objective (heads, teacher, loss) and the equivariance loss."""
+    """Owns the online backbone, the objective (heads, teacher, loss) and the equivariance loss.
+
+    The recipe knows no method by name: the loss says what it needs (T_eq pairs on a b2 share, extra views,
+    layer-k outputs of some views, a different T policy) through the :class:`EquivarianceLoss` interface, and
+    reads it from a :class:`StepContext` that runs each forward pass at most once.
+    """
 
     def __init__(
         self,
@@ -50,49 +58,62 @@ class SSLRecipe(nn.Module):
         equiv_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if equiv_loss is not None and (equiv_views is None or group is None):
-            raise ValueError("an equivariance loss needs equivariant views and a group")
+        if equiv_loss is not None and equiv_loss.uses_equivariant_pair and (equiv_views is None or group is None):
+            raise ValueError("an equivariance loss on T_eq pairs needs equivariant views and a group")
         self.backbone = backbone
         self.objective = objective
         self.equiv_loss = equiv_loss
-        self.views = views
+        self.views = equiv_loss.adapt_ssl_views(views) if equiv_loss is not None else views
         self.equiv_views = equiv_views
         self.group = group
         self.b2_ratio = b2_ratio
         self.equiv_weight = equiv_weight
 
+    @property
+    def views_per_image(self) -> int:
+        """Views each training image gets (2, plus a loss's extra views), for matching comparisons."""
+        return 2 if self.equiv_loss is None else self.equiv_loss.views_per_image()
+
     def split_sizes(self, batch: int) -> tuple[int, int]:
-        if self.equiv_loss is None:
+        if self.equiv_loss is None or not self.equiv_loss.uses_equivariant_pair:
             return batch, 0
         b2 = min(batch - 1, max(1, round(self.b2_ratio * batch)))
         return batch - b2, b2
 
-    def forward(self, images: Tensor, progress: float, generator: torch.Generator | None = None) -> StepOutput:
+    def context(self, images: Tensor, generator: torch.Generator | None = None) -> StepContext:
+        """Make every view of one step (in full precision) and wrap them in a lazy :class:`StepContext`."""
         b1, b2 = self.split_sizes(images.shape[0])
-        with torch.autocast(images.device.type, enabled=False):  # views in full precision
-            v1, v2, _, _ = self.views(images[:b1], generator=generator)
+        loss = self.equiv_loss
+        with torch.autocast(images.device.type, enabled=False):
+            pair = self.views(images[:b1], generator=generator)
+            views = {"v1": pair.view1, "v2": pair.view2}
             ev = self.equiv_views(images[b1:], generator=generator) if b2 else None
-        z1, z2 = [self.backbone(v1)], [self.backbone(v2)]
-        t1, t2 = [self.objective.teacher_forward(v1)], [self.objective.teacher_forward(v2)]
-        parts: dict[str, Tensor] = {}
-        loss_equiv = None
-        if ev is not None:
-            split = dict(with_map=self.equiv_loss.needs_maps, with_pooled=getattr(self.equiv_loss, "needs_pooled", False))
-            on_a = self.backbone.forward_split(ev.view1, **split)
-            on_b = self.backbone.forward_split(ev.view2, **split)
-            tg_a, tg_b = self.objective.teacher_forward(ev.view1), self.objective.teacher_forward(ev.view2)
-            z1.append(on_a.embedding)
-            z2.append(on_b.embedding)
-            t1.append(tg_a)
-            t2.append(tg_b)
-            assert self.group is not None and self.equiv_loss is not None
-            batch = EquivBatch(
-                group=self.group, g=ev.g, online=(on_a, on_b),
-                target=(tg_a if tg_a is not None else on_a, tg_b if tg_b is not None else on_b),
-            )
-            loss_equiv = self.equiv_loss(batch)
+            if ev is not None:
+                views.update(eq_a=ev.view1, eq_b=ev.view2)
+            if loss is not None:
+                views.update(loss.extra_views(images[:b1], generator=generator))
+        return StepContext(
+            backbone=self.backbone, objective=self.objective, views=views,
+            split_views=frozenset(loss.split_views) if loss is not None else frozenset(),
+            with_map=bool(loss is not None and loss.needs_maps),
+            with_pooled=bool(loss is not None and getattr(loss, "needs_pooled", False)),
+            ssl_pair=pair, group=self.group if ev is not None else None, g=ev.g if ev is not None else None,
+        )
+
+    def forward(self, images: Tensor, progress: float, generator: torch.Generator | None = None) -> StepOutput:
+        ctx = self.context(images, generator)
+        # invariant loss over every T / T_eq pair (SER's 2-view setting: the b2 images join it too)
+        # (passes run in a fixed order: pair by pair, online then teacher, so BN running statistics are reproducible)
+        pairs = [("v1", "v2")] + ([("eq_a", "eq_b")] if "eq_a" in ctx.views else [])
+        z1, z2, t1, t2 = [], [], [], []
+        for a, b in pairs:
+            z1.append(ctx.online(a).embedding)
+            z2.append(ctx.online(b).embedding)
+            t1.append(ctx.teacher(a))
+            t2.append(ctx.teacher(b))
+        loss_equiv = self.equiv_loss.compute(ctx) if self.equiv_loss is not None else None
         loss_inv = self.objective.loss(torch.cat(z1), torch.cat(z2), _cat_outputs(t1), _cat_outputs(t2), progress)
-        parts["loss_inv"] = loss_inv.detach()
+        parts: dict[str, Tensor] = {"loss_inv": loss_inv.detach()}
         loss = loss_inv
         if loss_equiv is not None:
             parts["loss_equiv"] = loss_equiv.detach()
@@ -131,11 +152,31 @@ def build_recipe(cfg: Config) -> SSLRecipe:
     views = SSLViewPolicy(output_size=cfg.data.image_size)
     if cfg.equiv.loss == "none":
         return SSLRecipe(backbone, objective, views)
-    group = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
-    info = backbone.info(backbone.split_layer)
+    follows = getattr(EQUIV_LOSSES.get(cfg.equiv.loss), "follows_objective_defaults", True)
     ekw = dict(cfg.equiv.kwargs)
-    ekw.setdefault("temperature", cfg.equiv.temperature or objective.default_equiv_temperature)
-    equiv_loss = create_equiv_loss(cfg.equiv.loss, in_channels=info.channels, **ekw)
-    equiv_views = EquivariantViewPolicy(group, token_stride=info.stride, shared_crop=cfg.equiv.shared_crop)
-    weight = cfg.equiv.weight if cfg.equiv.weight is not None else objective.default_equiv_lambda
+    if cfg.equiv.temperature is not None or follows:
+        ekw.setdefault("temperature", cfg.equiv.temperature or objective.default_equiv_temperature)
+    info = backbone.info(backbone.split_layer)
+    try:
+        equiv_loss = create_equiv_loss(cfg.equiv.loss, in_channels=_equiv_in_channels(backbone, cfg.equiv.loss), **ekw)
+    except TypeError as exc:
+        raise ValueError(f"equivariance loss {cfg.equiv.loss!r} does not accept these options {sorted(ekw)}: {exc}") from None
+    equiv_loss.bind(backbone, cfg.data.image_size, views)
+    group = equiv_views = None
+    if equiv_loss.uses_equivariant_pair:
+        group = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
+        equiv_views = EquivariantViewPolicy(group, token_stride=info.stride, shared_crop=cfg.equiv.shared_crop)
+    if cfg.equiv.weight is not None:
+        weight = cfg.equiv.weight
+    else:
+        weight = objective.default_equiv_lambda if follows else equiv_loss.default_weight
     return SSLRecipe(backbone, objective, views, equiv_loss, equiv_views, group, cfg.equiv.b2_ratio, weight)
+
+
+def _equiv_in_channels(backbone: Backbone, loss_name: str) -> int:
+    """Width of what the loss reads: the layer-k map's channels, or the final embedding's width for vector losses
+    at the last layer (the coupled setting reads the final embedding; see ``StepContext.representation``)."""
+    reads_vector = not getattr(EQUIV_LOSSES.get(loss_name), "needs_maps", True)
+    if reads_vector and backbone.split_layer == backbone.num_layers:
+        return backbone.embed_dim
+    return backbone.info(backbone.split_layer).channels

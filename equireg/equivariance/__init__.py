@@ -9,9 +9,19 @@ from equireg.equivariance.base import (
     register_equiv_loss,
 )
 from equireg.equivariance.ser import SERLoss, token_info_nce, token_projector
+from equireg.equivariance.context import StepContext  # noqa: E402  (after base: it imports EquivBatch)
+from equireg.equivariance.augself import AugSelfLoss  # noqa: E402  (comparison methods register themselves)
+from equireg.equivariance.equimod import EquiModLoss  # noqa: E402
+from equireg.equivariance.essl import ESSLLoss  # noqa: E402
+from equireg.equivariance.stl import STLLoss  # noqa: E402
 
 __all__ = [
     "EQUIV_LOSSES",
+    "AugSelfLoss",
+    "ESSLLoss",
+    "EquiModLoss",
+    "STLLoss",
+    "StepContext",
     "EquivBatch",
     "EquivarianceLoss",
     "SERLoss",

@@ -9,12 +9,16 @@ objective.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from equireg.groups import Elements, Group
 from equireg.registry import Registry
+
+if TYPE_CHECKING:
+    from equireg.equivariance.context import StepContext
 
 
 @dataclass
@@ -34,12 +38,49 @@ class EquivBatch:
 
 
 class EquivarianceLoss(nn.Module):
-    """Base class: ``forward(batch: EquivBatch) -> Tensor``; ``needs_maps`` says whether layer-k maps are read."""
+    """Base class: ``forward(batch: EquivBatch) -> Tensor``; ``needs_maps`` says whether layer-k maps are read.
+
+    The class attributes and hooks below tell the recipe what a loss needs, so the recipe has no per-method
+    branches (the defaults describe SER):
+
+    * ``uses_equivariant_pair``: split each batch and give the b2 share T_eq pairs (views ``eq_a``/``eq_b``);
+    * ``split_views``: views whose layer-k outputs the loss reads (the online forward of these returns maps /
+      pooled vectors as ``needs_maps`` / ``needs_pooled`` say; the others only their embedding);
+    * ``extra_views_per_image``: views beyond the two per image (E-SSL 4, EquiMod 1), for reports;
+    * ``follows_objective_defaults``: take λ and τ from the objective's SER defaults (else ``default_weight``
+      and the loss's own temperature default);
+    * :meth:`bind`, :meth:`adapt_ssl_views`, :meth:`extra_views`, :meth:`compute`: see each.
+    """
 
     needs_maps: bool = True
+    needs_pooled: bool = False
+    uses_equivariant_pair: ClassVar[bool] = True
+    split_views: ClassVar[tuple[str, ...]] = ("eq_a", "eq_b")
+    extra_views_per_image: ClassVar[int] = 0
+    follows_objective_defaults: ClassVar[bool] = True
+    default_weight: ClassVar[float] = 1.0
 
     def forward(self, batch: EquivBatch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def bind(self, backbone: nn.Module, image_size: int, ssl_views: Any) -> None:
+        """Called once by ``build_recipe`` with the backbone, image side and T policy (e.g. parameter stats)."""
+
+    def adapt_ssl_views(self, views: Any) -> Any:
+        """The T policy to use instead of ``views`` (STL aligns transforms across image pairs); default: as is."""
+        return views
+
+    def extra_views(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Additional named inputs made from the step's (non-b2) images, forwarded lazily by the context."""
+        return {}
+
+    def compute(self, ctx: StepContext) -> Tensor:
+        """The loss of one step from the shared :class:`StepContext` (SER: from its equivariant pair)."""
+        return self(ctx.equiv_batch())
+
+    @classmethod
+    def views_per_image(cls) -> int:
+        return 2 + cls.extra_views_per_image
 
 
 EQUIV_LOSSES: Registry[EquivarianceLoss] = Registry("equivariance loss", entry_point_group="equireg.equiv_losses")
