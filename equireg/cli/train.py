@@ -74,7 +74,7 @@ def train(
 
 def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
     from equireg.engine import Trainer, TrainingDiverged
-    from equireg.engine.trainer import RunDirError
+    from equireg.engine.trainer import DataError, RunDirError
 
     run_dir = Path(cfg.train.run_dir)
     existed = run_dir.exists()
@@ -89,6 +89,8 @@ def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
         result = trainer.fit()
     except TrainingDiverged as exc:
         fail(str(exc), code=1)
+    except DataError as exc:  # a corrupt file met mid-epoch
+        fail(str(exc))
     except KeyboardInterrupt:
         console.print(f"interrupted; resume with: equireg train --run-dir {run_dir} --resume")
         raise typer.Exit(130)

@@ -13,12 +13,15 @@ after each checkpoint. The logged losses are means over ranks, i.e. the single-p
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
+import pickle
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +35,17 @@ from equireg.config import Config, config_to_yaml
 from equireg.engine import ddp
 from equireg.engine.checkpoint import CheckpointManager
 from equireg.engine.schedule import warmup_cosine
+from equireg.groups import verify_group
 from equireg.recipe import SSLRecipe, build_recipe
+from equireg.registry import UnknownNameError
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class DataError(ValueError):
+    """The data could not be read (missing, corrupt or unreadable files); bad input, not a bug."""
 
 
 class RunDirError(ValueError):
@@ -57,7 +66,10 @@ class TrainResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"train.device={name!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
     return device
@@ -108,6 +120,48 @@ def param_groups(params: list[nn.Parameter]) -> list[dict[str, Any]]:
     return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
 
 
+@contextlib.contextmanager
+def _options_error(what: str) -> Iterator[None]:
+    """A factory called with keyword arguments it does not take raises TypeError; report it as bad input."""
+    try:
+        yield
+    except TypeError as exc:
+        raise ValueError(f"cannot build {what} from this configuration: {exc}") from None
+
+
+@contextlib.contextmanager
+def _data_errors(name: str, root: str | None) -> Iterator[None]:
+    """Unreadable data (a corrupt archive, pickle or image; options the loader does not take) is bad input."""
+    where = f" from {root}" if root else ""
+    try:
+        yield
+    except (FileNotFoundError, UnknownNameError):
+        raise
+    except TypeError as exc:
+        raise ValueError(f"cannot build dataset {name!r} from this configuration (data.kwargs): {exc}") from None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise DataError(f"could not read dataset {name!r}{where}: {_last_line(exc)}") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    """The message itself: errors re-raised from DataLoader workers carry the worker's traceback first."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if "Traceback" in text else text
+
+
+def _read_batches(batches: Iterator[Any], name: str, note: Callable[[], str]) -> Iterator[Any]:
+    """``batches`` with read errors (a corrupt file met mid-epoch) turned into :class:`DataError`."""
+    it = iter(batches)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except (OSError, EOFError, ValueError) as exc:
+            raise DataError(f"could not read dataset {name!r}: {_last_line(exc)}; {note()}") from None
+        yield item
+
+
 class Trainer:
     """Builds everything from a :class:`Config` before touching the disk, then trains ``optim.steps`` steps."""
 
@@ -136,7 +190,11 @@ class Trainer:
         if not resume and self.checkpoints.latest() is not None:
             raise RunDirError(f"run directory {self.run_dir} already holds a run; pass --resume or choose another --run-dir")
         seed_everything(cfg.train.seed)  # the same initial weights on every rank
-        self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)
+        with _options_error("the recipe (backbone/objective/equiv kwargs)"):
+            self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)
+        group = getattr(self.recipe, "group", None)
+        if group is not None:  # a plug-in group that breaks a law would train silently wrong; ~10-50 ms
+            verify_group(group)
         if self.world > 1:
             ddp.convert_batchnorm(self.recipe, self.device)
             self.recipe.views = ddp.shard_views(self.recipe.views, self.rank, self.world)
@@ -146,7 +204,8 @@ class Trainer:
         if dataset is None:
             from equireg.pipeline import load_splits
 
-            dataset = load_splits(cfg).pretrain
+            with _data_errors(cfg.data.name, cfg.data.root):
+                dataset = load_splits(cfg).pretrain
         self.dataset = dataset.to(self.device) if getattr(dataset, "in_memory", False) else dataset
         self.batches_per_epoch = self.dataset.num_batches(cfg.optim.batch_size, drop_last=True, world_size=self.world)
         if self.batches_per_epoch < 1:
@@ -214,7 +273,7 @@ class Trainer:
                     cfg.optim.batch_size, shuffle=True, drop_last=True, seed=cfg.train.seed, epoch=epoch,
                     rank=self.rank, world_size=self.world, device=self.device,
                 )
-                for i, (images, _) in enumerate(batches):
+                for i, (images, _) in enumerate(_read_batches(batches, cfg.data.name, self._checkpoint_note)):
                     if i < skip:
                         continue
                     if step >= stop:
