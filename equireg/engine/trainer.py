@@ -259,7 +259,6 @@ class Trainer:
         cfg = self.cfg
         self._prepare_dir()
         logger = _RunLogger(self.run_dir, enabled=self.rank == 0, resume_step=self.start_step)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
         total, step = cfg.optim.steps, self.start_step
         stop = total if stop_after is None else min(total, stop_after)
         t_start, images_seen, last_loss = time.perf_counter(), 0, float("nan")
@@ -278,29 +277,8 @@ class Trainer:
                         continue
                     if step >= stop:
                         break
-                    lr, wd = self.schedules(step)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                        if group.get("apply_wd"):
-                            group["weight_decay"] = wd
-                    progress = step / total
-                    with autocast:
-                        out = self.model(images, progress, step_generator(cfg.train.seed, step))
-                    loss_value, parts = self._mean_over_ranks(out.loss, out.parts)
-                    if not math.isfinite(loss_value):
-                        raise TrainingDiverged(
-                            f"loss became {loss_value} at step {step} (parts: "
-                            f"{ {k: round(v, 4) for k, v in parts.items()} }); {self._checkpoint_note()}. "
-                            f"Try a lower optim.lr, train.precision=fp32 or optim.clip_grad."
-                        )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                    self.recipe.objective.after_backward(progress)
-                    if cfg.optim.clip_grad:
-                        torch.nn.utils.clip_grad_norm_(self.recipe.trainable_parameters(), cfg.optim.clip_grad)
-                    self.optimizer.step()
+                    lr, wd, parts = self.train_step(images, step)
                     step += 1
-                    self.recipe.after_step(min(1.0, step / total))
                     images_seen += images.shape[0]
                     window_imgs += images.shape[0]
                     if step % cfg.train.log_every == 0 or step == total:
@@ -322,6 +300,35 @@ class Trainer:
         if self.rank == 0:
             (self.run_dir / "train_summary.json").write_text(json.dumps(asdict(result), indent=2))
         return result
+
+    def train_step(self, images: torch.Tensor, step: int) -> tuple[float, float, dict[str, float]]:
+        """One optimizer step on this rank's ``images`` as step ``step`` (0-based) of the schedule: views,
+        forward, backward, clipping, AdamW, teacher EMA. Returns (lr, weight decay, loss parts averaged over
+        ranks); raises :class:`TrainingDiverged` before touching the weights when the loss is not finite."""
+        cfg, total = self.cfg, self.cfg.optim.steps
+        lr, wd = self.schedules(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+            if group.get("apply_wd"):
+                group["weight_decay"] = wd
+        progress = step / total
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+            out = self.model(images, progress, step_generator(cfg.train.seed, step))
+        loss_value, parts = self._mean_over_ranks(out.loss, out.parts)
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"loss became {loss_value} at step {step} (parts: "
+                f"{ {k: round(v, 4) for k, v in parts.items()} }); {self._checkpoint_note()}. "
+                f"Try a lower optim.lr, train.precision=fp32 or optim.clip_grad."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.recipe.objective.after_backward(progress)
+        if cfg.optim.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.recipe.trainable_parameters(), cfg.optim.clip_grad)
+        self.optimizer.step()
+        self.recipe.after_step(min(1.0, (step + 1) / total))
+        return lr, wd, parts
 
     def _mean_over_ranks(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
         """The loss and its logged components averaged over ranks (one small all-reduce), so every rank sees the
