@@ -2,7 +2,8 @@
 
 A cell is finished only when ``cells/<id>/result.json`` exists (written atomically, last). On a re-run:
 
-* finished cells are skipped;
+* finished cells are skipped (a finished baseline whose spec now sweeps more layers is only scored for
+  equivariance at the new layers);
 * a cell with a checkpoint but no result resumes training from its latest checkpoint (checkpoints are atomic, so
   a cell killed mid-write resumes from the previous one), or, when training had completed, only re-evaluates;
 * a cell that raised writes ``error.txt`` and the runner moves on; it is retried on the next run.
@@ -144,6 +145,27 @@ def run_cell(cell: Cell, spec: BenchSpec, out_dir: Path, splits_cache: _SplitCac
     return result
 
 
+def _top_up_equivariance(cell: Cell, spec: BenchSpec, out_dir: Path, splits: _SplitCache) -> list[int]:
+    """For a finished cell whose spec now sweeps more layers (the baseline), score only the missing layers."""
+    from equireg.pipeline import evaluate_equivariance, load_run
+
+    path = out_dir / "cells" / cell.id / RESULT_FILE
+    result = json.loads(path.read_text())
+    have = result.get("equivariance")
+    if "equivariance" not in spec.evaluate or have is None:
+        return []
+    missing = [k for k in cell.eval_layers if k is not None and str(k) not in have]
+    if not missing:
+        return []
+    cfg = cell.config(spec, out_dir)
+    run = load_run(cfg.train.run_dir, device=_device(cfg))
+    for layer in missing:
+        res = evaluate_equivariance(run, splits.get(cfg), group=spec.equivariance_group, layer=layer, save=False)
+        have[str(res.layer)] = {"map": res.map_scores, "embedding": res.embedding_scores}
+    write_json_atomic(path, result)
+    return missing
+
+
 def run_bench(
     spec: BenchSpec,
     out_dir: str | Path | None = None,
@@ -171,7 +193,9 @@ def run_bench(
         cell_dir = out / "cells" / cell.id
         if (cell_dir / RESULT_FILE).is_file():
             summary.skipped.append(cell.id)
-            log(f"[{i}/{len(cells)}] {cell.id}: finished before, skipped")
+            added = _top_up_equivariance(cell, spec, out, splits)
+            log(f"[{i}/{len(cells)}] {cell.id}: finished before, skipped"
+                + (f" (scored equivariance at the new layers {added})" if added else ""))
             continue
         if max_minutes is not None and (time.perf_counter() - start) / 60 > max_minutes:
             summary.not_started.append(cell.id)

@@ -94,6 +94,11 @@ def test_run_skip_and_outputs(tmp_path: Path) -> None:
     assert csv_rows[0].startswith("cell,method") and len(csv_rows) == 3
     again = run_bench(spec, out, log=logs.append)
     assert not again.finished and sorted(again.skipped) == ["moco-augself-L2-s0", "moco-none-s0"]
+    # a wider sweep later: the finished baseline is only scored at the new layer, not retrained
+    wider = run_bench(tiny_spec(methods=["none"], layers=[1, 2]), out, log=logs.append, write_reports=False)
+    assert wider.skipped == ["moco-none-s0"] and any("new layers [1]" in line for line in logs)
+    base = json.loads((out / "cells" / "moco-none-s0" / RESULT_FILE).read_text())
+    assert set(base["equivariance"]) == {"1", "2"}
 
 
 def test_killed_cell_resumes_and_failed_cell_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
