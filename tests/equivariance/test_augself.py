@@ -95,3 +95,16 @@ def test_final_layer_reads_the_final_embedding(tmp_path: Path) -> None:
     recipe = trainer.recipe
     ctx = recipe.context(torch.rand(4, 3, 16, 16), torch.Generator().manual_seed(0))
     assert ctx.final_layer and torch.equal(ctx.representation("v1"), ctx.online("v1").embedding)
+
+
+def test_recipe_rejects_options_the_loss_does_not_have(tmp_path: Path) -> None:
+    from equireg.recipe import build_recipe
+
+    from .reference import tiny_run_config
+
+    cfg = tiny_run_config(tmp_path, "augself", "moco", {"hidden_dim": 8}, **{"equiv.temperature": 0.3})
+    with pytest.raises(ValueError, match="augself.*temperature"):
+        build_recipe(cfg)
+    # without the flag the method's own defaults apply (not the objective's SER λ)
+    recipe = build_recipe(tiny_run_config(tmp_path, "augself", "moco", {"hidden_dim": 8}, **{"equiv.layer": 2}))
+    assert recipe.equiv_weight == AugSelfLoss.default_weight and recipe.group is None and recipe.equiv_views is None
