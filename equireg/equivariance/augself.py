@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equireg.augment import ViewParams, augself_targets
+from equireg.augment.views import rank_rows
 from equireg.equivariance.base import EquivarianceLoss, register_equiv_loss
 from equireg.equivariance.context import StepContext
 from equireg.equivariance.heads import mlp
@@ -56,11 +57,16 @@ class RotatedPairPolicy:
     def __init__(self, policy: Any) -> None:
         self.policy = policy
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> RotatedViewPair:
-        pair = self.policy(images, generator=generator)
+    def __call__(
+        self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0, world_size: int = 1
+    ) -> RotatedViewPair:
+        """With ``world_size`` > 1 everything is drawn for the global batch and this rank keeps its rows."""
+        dist_kw = {"rank": rank, "world_size": world_size} if world_size > 1 else {}
+        pair = self.policy(images, generator=generator, **dist_kw)
         n = images.shape[0]
-        r1 = torch.randint(0, 4, (n,), generator=generator).to(images.device)
-        r2 = torch.randint(0, 4, (n,), generator=generator).to(images.device)
+        rows = rank_rows(n, rank, world_size)
+        r1 = torch.randint(0, 4, (n * world_size,), generator=generator)[rows].to(images.device)
+        r2 = torch.randint(0, 4, (n * world_size,), generator=generator)[rows].to(images.device)
         return RotatedViewPair(rotate_by(pair.view1, r1), rotate_by(pair.view2, r2), pair.params1, pair.params2, (r1, r2))
 
     def __repr__(self) -> str:

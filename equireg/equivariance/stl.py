@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from equireg.augment import ViewPair, ViewParams
+from equireg.augment.views import rank_rows
 from equireg.equivariance.base import EquivarianceLoss, register_equiv_loss
 from equireg.equivariance.context import StepContext
 from equireg.equivariance.heads import mlp
@@ -59,11 +60,18 @@ class AlignedPairPolicy:
         self.policy = policy
         self.views = augs
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> ViewPair:
+    def __call__(
+        self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0, world_size: int = 1
+    ) -> ViewPair:
+        """Views of ``images``; with ``world_size`` > 1 the parameters are drawn (and aligned) for the global batch
+        and this rank keeps its rows, so pairs never straddle ranks as long as the local batch is even."""
+        if images.shape[0] % 2:
+            raise ValueError(f"STL needs an even number of images per batch (aligned pairs), got {images.shape[0]}")
         hw = (int(images.shape[-2]), int(images.shape[-1]))
+        rows = rank_rows(images.shape[0], rank, world_size)
         out = []
         for aug in self.views:
-            params = align_pairs(aug.sample(images.shape[0], hw, generator, images.device))
+            params = align_pairs(aug.sample(images.shape[0] * world_size, hw, generator))[rows].to(images.device)
             out.append((aug.apply(images, params), params))
         return ViewPair(out[0][0], out[1][0], out[0][1], out[1][1])
 

@@ -108,3 +108,11 @@ def test_recipe_rejects_options_the_loss_does_not_have(tmp_path: Path) -> None:
     # without the flag the method's own defaults apply (not the objective's SER λ)
     recipe = build_recipe(tiny_run_config(tmp_path, "augself", "moco", {"hidden_dim": 8}, **{"equiv.layer": 2}))
     assert recipe.equiv_weight == AugSelfLoss.default_weight and recipe.group is None and recipe.equiv_views is None
+
+
+def test_rotated_policy_ranks_draw_their_rows_of_the_global_batch() -> None:
+    policy = RotatedPairPolicy(SSLViewPolicy(photometric=False))
+    images = torch.rand(6, 3, 8, 8)
+    whole = policy(images, generator=torch.Generator().manual_seed(4))
+    part = policy(images[3:], generator=torch.Generator().manual_seed(4), rank=1, world_size=2)
+    assert torch.equal(part.rotations[0], whole.rotations[0][3:]) and torch.allclose(part.view2, whole.view2[3:], atol=1e-6)

@@ -55,3 +55,13 @@ def test_loss_matches_reference() -> None:
 def test_trains_with_every_objective(tmp_path: Path, objective: str) -> None:
     trainer = train_briefly(tmp_path, "stl", objective, {"trans_dim": 8, "proj_hidden_dim": 8, "proj_dim": 8})
     assert trainer.recipe.views_per_image == 2 and isinstance(trainer.recipe.views, AlignedPairPolicy)
+
+
+def test_ranks_draw_their_rows_of_the_global_batch() -> None:
+    policy = AlignedPairPolicy(SSLViewPolicy(photometric=False))
+    images = torch.rand(8, 3, 8, 8)
+    whole = policy(images, generator=torch.Generator().manual_seed(2))
+    for rank in range(2):
+        part = policy(images[4 * rank: 4 * rank + 4], generator=torch.Generator().manual_seed(2), rank=rank, world_size=2)
+        assert torch.allclose(part.view1, whole.view1[4 * rank: 4 * rank + 4], atol=1e-6)
+        assert torch.equal(part.params2.crop, whole.params2.crop[4 * rank: 4 * rank + 4])
