@@ -71,12 +71,16 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("runs/quality"))
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra config overrides key=value")
+    parser.add_argument("--report-only", action="store_true", help="summarise the finished cells, train nothing")
     args = parser.parse_args()
     rows = []
-    for seed in args.seeds:
-        for arm in ARMS:
-            rows.append(run_cell(arm, seed, args.steps, args.layer, args.root, args.sets))
-            print(json.dumps(rows[-1]))
+    if args.report_only:
+        rows = [json.loads(p.read_text()) for p in sorted(args.root.glob("*/quality.json"))]
+    else:
+        for seed in args.seeds:
+            for arm in ARMS:
+                rows.append(run_cell(arm, seed, args.steps, args.layer, args.root, args.sets))
+                print(json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(rows, indent=2))
     table = summarise(rows)
