@@ -5,7 +5,14 @@ from __future__ import annotations
 from equireg.augment.equivariant import EquivariantViewPolicy, EquivariantViews, split_batch
 from equireg.augment.params import VECTOR_FIELDS, ViewParams, augself_targets
 from equireg.augment.ssl_policy import SSLViewPolicy, ViewPair
-from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, sample_crop_boxes, vector_stats
+from equireg.augment.views import (
+    CropConfig,
+    PhotometricConfig,
+    ViewAugmentation,
+    sample_crop_boxes,
+    vector_stats,
+    view_pair,
+)
 
 __all__ = [
     "VECTOR_FIELDS",
@@ -21,4 +28,5 @@ __all__ = [
     "sample_crop_boxes",
     "split_batch",
     "vector_stats",
+    "view_pair",
 ]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from equireg.augment.params import ViewParams
-from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images, rank_rows
+from equireg.augment.views import CropConfig, PhotometricConfig, check_images, rank_rows, view_pair
 from equireg.groups import Elements, Group, ScaleGroup
 
 
@@ -102,11 +102,7 @@ class EquivariantViewPolicy:
         self.token_stride = int(token_stride)
         self.shared_crop = shared_crop
         crop = CropConfig(scale=(crop_min, 1.0), ratio=ratio, flip_p=flip_p)
-        if photometric:
-            p1, p2 = view1 or PhotometricConfig.view1(), view2 or PhotometricConfig.view2()
-        else:
-            p1 = p2 = PhotometricConfig.off()
-        self.views = (ViewAugmentation(crop, p1, output_size), ViewAugmentation(crop, p2, output_size))
+        self.views = view_pair(crop, output_size, view1, view2, photometric)
 
     def token_sides(self, side: int, generator: torch.Generator | None = None) -> tuple[int, int]:
         """Tokens per side (n1, n2) of the two views: n0 = side / stride without scale, else round(n0 · s_i)."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from equireg.augment.params import ViewParams
-from equireg.augment.views import CropConfig, PhotometricConfig, ViewAugmentation, check_images, rank_rows
+from equireg.augment.views import CropConfig, PhotometricConfig, check_images, rank_rows, view_pair
 
 
 class ViewPair(NamedTuple):
@@ -46,11 +46,7 @@ class SSLViewPolicy:
         photometric: bool = True,
     ) -> None:
         crop = CropConfig(scale=(crop_min, 1.0), ratio=ratio, flip_p=flip_p)
-        if photometric:
-            p1, p2 = view1 or PhotometricConfig.view1(), view2 or PhotometricConfig.view2()
-        else:
-            p1 = p2 = PhotometricConfig.off()
-        self.views = (ViewAugmentation(crop, p1, output_size), ViewAugmentation(crop, p2, output_size))
+        self.views = view_pair(crop, output_size, view1, view2, photometric)
 
     @property
     def output_size(self) -> int | None:

@@ -267,3 +267,18 @@ def vector_stats(
     gen = torch.Generator().manual_seed(seed)
     vec = augmentation.sample(num_samples, image_hw, gen).vector()
     return vec.mean(0), vec.std(0).clamp_min(1e-6)
+
+
+def view_pair(
+    crop: CropConfig,
+    output_size: int | None,
+    view1: PhotometricConfig | None = None,
+    view2: PhotometricConfig | None = None,
+    photometric: bool = True,
+) -> tuple[ViewAugmentation, ViewAugmentation]:
+    """The two views' augmentations: BYOL's asymmetric photometrics by default, none when ``photometric=False``."""
+    if photometric:
+        p1, p2 = view1 or PhotometricConfig.view1(), view2 or PhotometricConfig.view2()
+    else:
+        p1 = p2 = PhotometricConfig.off()
+    return ViewAugmentation(crop, p1, output_size), ViewAugmentation(crop, p2, output_size)
