@@ -213,6 +213,8 @@ class Trainer:
             raise ValueError(f"dataset of {len(self.dataset)} images is smaller than one batch of "
                              f"{cfg.optim.batch_size}{per_rank}")
         params = self.recipe.trainable_parameters()
+        # not fused=True: torch 2.13's fused CPU AdamW misapplies updates when a parameter and its gradient have
+        # different memory formats (channels_last weights, contiguous gradients), see docs/performance.md
         self.optimizer = torch.optim.AdamW(
             param_groups(params), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas
         )
