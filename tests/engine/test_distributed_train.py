@@ -167,3 +167,36 @@ def _copy(module: torch.nn.Module) -> torch.nn.Module:
     import copy
 
     return copy.deepcopy(module)
+
+
+def test_world_size_without_torchrun_variables_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from equireg.engine.ddp import setup_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match="RANK, MASTER_ADDR, MASTER_PORT not set; launch with torchrun"):
+        setup_distributed(torch.device("cpu"))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    ctx = setup_distributed(torch.device("cpu"))
+    assert (ctx.rank, ctx.world_size, ctx.owns_group) == (0, 1, False)
+
+
+def test_shard_views_passes_rank_or_warns() -> None:
+    from equireg.augment import SSLViewPolicy
+    from equireg.engine.ddp import RankViews, shard_views
+
+    policy = SSLViewPolicy(output_size=8)
+    sharded = shard_views(policy, 1, 2)
+    assert isinstance(sharded, RankViews) and sharded.views is policy.views  # attributes pass through
+    images = torch.rand(4, 3, 8, 8)
+    whole = policy(torch.cat([images, images]), generator=torch.Generator().manual_seed(3))
+    mine = sharded(images, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(mine.params1.crop, whole.params1.crop[4:]) and torch.equal(mine.params2.flip, whole.params2.flip[4:])
+    assert shard_views(policy, 0, 1) is policy
+
+    def custom(images: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        return None
+
+    with pytest.warns(UserWarning, match="takes no rank/world_size"):
+        assert shard_views(custom, 0, 2) is custom
