@@ -96,8 +96,9 @@ class Registry(Generic[T]):
             factory = self._resolver(key)
             if factory is not None:
                 return factory
+        plural = self.kind + ("es" if self.kind.endswith("s") else "s")
         raise UnknownNameError(
-            f"unknown {self.kind} {name!r}; registered {self.kind}s: {', '.join(self.names()) or '(none)'}"
+            f"unknown {self.kind} {name!r}; registered {plural}: {', '.join(self.names()) or '(none)'}"
         )
 
     def create(self, name: str, **kwargs: Any) -> T:

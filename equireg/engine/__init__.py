@@ -2,10 +2,11 @@
 
 from equireg.engine.checkpoint import CheckpointManager, load_state, save_state
 from equireg.engine.schedule import warmup_cosine
-from equireg.engine.trainer import TrainingDiverged, Trainer, TrainResult
+from equireg.engine.trainer import DataError, TrainingDiverged, Trainer, TrainResult
 
 __all__ = [
     "CheckpointManager",
+    "DataError",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
