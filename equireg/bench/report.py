@@ -163,6 +163,7 @@ def plot_accuracy_vs_equivariance(rows: list[dict[str, Any]], path: Path) -> Non
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     markers = "osD^vP*X<>"
     methods = sorted({r["method"] for r in rows})
+    several_objectives = len({r["objective"] for r in rows}) > 1
     for i, method in enumerate(methods):
         mr = [r for r in rows if r["method"] == method and r["top1"] is not None and r["equiv_mean"] is not None]
         if not mr:
@@ -171,7 +172,7 @@ def plot_accuracy_vs_equivariance(rows: list[dict[str, Any]], path: Path) -> Non
                    label=method, color="black" if method == "none" else None)
         for r in mr:
             k = r["layer"] if r["layer"] is not None else r["eval_layer"]
-            ax.annotate(f"L{k}" + ("" if len(rows) < 2 else f" {r['objective']}"), (r["equiv_mean"], r["top1"]),
+            ax.annotate(f"L{k}" + (f" {r['objective']}" if several_objectives else ""), (r["equiv_mean"], r["top1"]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("equivariance score at the equivariance layer (mean over kinds)")
     ax.set_ylabel("linear top-1 (%)")
