@@ -48,7 +48,7 @@ def train(
     backbone: Optional[str] = typer.Option(None, help="backbone name (equireg list backbones) or timm:<model>"),
     cls_position: Optional[str] = typer.Option(None, help="ViT: 'after_equiv' (SER) or 'input'"),
     objective: Optional[str] = typer.Option(None, help="invariant objective: moco, dino, barlow, simclr"),
-    equiv: Optional[str] = typer.Option(None, help="equivariance loss (ser, ...) or 'none' for the baseline"),
+    equiv: Optional[str] = typer.Option(None, help="equivariance loss: ser (default), augself, equimod, essl, stl, or 'none' for the baseline"),
     group: Optional[str] = typer.Option(None, help="symmetry group, e.g. p4m, c4, p4m*scale"),
     equiv_layer: Optional[int] = typer.Option(None, help="ViT block k / CNN stage k (1-indexed)"),
     b2_ratio: Optional[float] = typer.Option(None, help="share of each batch with equivariant views"),
