@@ -108,7 +108,9 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check_batch_split(self) -> Config:
-        b2 = round(self.equiv.b2_ratio * self.optim.batch_size)
+        from equireg.augment import split_batch
+
+        _, b2 = split_batch(self.optim.batch_size, self.equiv.b2_ratio)
         if self.equiv.loss != "none" and not 1 <= b2 < self.optim.batch_size:
             raise ValueError(
                 f"equiv.b2_ratio={self.equiv.b2_ratio} gives {b2} equivariant images in a batch of "

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from equireg.augment import split_batch
 from equireg.backbones import Backbone, SplitOutput, create_backbone
 from equireg.config import Config
 from equireg.equivariance import EQUIV_LOSSES, EquivarianceLoss, create_equiv_loss
@@ -77,8 +78,10 @@ class SSLRecipe(nn.Module):
     def split_sizes(self, batch: int) -> tuple[int, int]:
         if self.equiv_loss is None or not self.equiv_loss.uses_equivariant_pair:
             return batch, 0
-        b2 = min(batch - 1, max(1, round(self.b2_ratio * batch)))
-        return batch - b2, b2
+        b1, b2 = split_batch(batch, self.b2_ratio)
+        if b1 == 0:  # keep at least one ordinary SSL pair
+            b1, b2 = 1, batch - 1
+        return b1, b2
 
     def context(self, images: Tensor, generator: torch.Generator | None = None) -> StepContext:
         """Make every view of one step (in full precision) and wrap them in a lazy :class:`StepContext`."""

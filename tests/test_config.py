@@ -39,7 +39,7 @@ def test_mappings_merge_key_by_key() -> None:
         (["optim.lr=-1"], "optim.lr: Input should be greater than 0"),
         (["train.precision=fp16"], "train.precision: Input should be 'bf16' or 'fp32'"),
         (["optim.steps=ten"], "optim.steps: Input should be a valid integer"),
-        (["equiv.b2_ratio=0.0001"], "gives 0 equivariant images"),
+        (["optim.batch_size=2", "equiv.b2_ratio=0.9"], "gives 2 equivariant images in a batch of 2"),
         (["bogus"], "--set expects key=value"),
     ],
 )

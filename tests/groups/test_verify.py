@@ -21,13 +21,13 @@ class NonAssociative(DihedralGroup):
 
 
 class WrongAction(DihedralGroup):
-    """c4 whose action turns twice as far: the algebra is fine, rho is not a homomorphism... of this group."""
+    """c4 whose action ignores g and always turns a quarter: the algebra is fine, but rho(e) is not the identity."""
 
     def __init__(self) -> None:
         super().__init__(4, reflections=False, name="wrong-action")
 
     def _act_spatial(self, x, g, out_size):  # type: ignore[no-untyped-def]
-        return torch.rot90(x, 1, dims=(-2, -1)) if True else x  # ignores g: rho(e) != id
+        return torch.rot90(x, 1, dims=(-2, -1))
 
 
 def test_broken_algebra_is_rejected_naming_the_law() -> None:
