@@ -237,9 +237,6 @@ class ViewAugmentation:
         params = self.sample(images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), generator, images.device)
         return self.apply(images, params), params
 
-    def with_photometric(self, photometric: PhotometricConfig) -> ViewAugmentation:
-        return ViewAugmentation(self.crop, photometric, self.output_size)
-
     def __repr__(self) -> str:
         return f"ViewAugmentation(crop={self.crop}, photometric={self.photometric}, output_size={self.output_size})"
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from equireg.bench.spec import BenchSpec, Cell, expand_cells
-from equireg.config import Config, config_to_yaml
+from equireg.config import Config
 
 RESULT_FILE = "result.json"
 
@@ -222,7 +222,3 @@ def run_bench(
         _write(out, title=spec.name, cells=cells)
     return summary
 
-
-def config_of(cell: Cell, spec: BenchSpec, out_dir: Path) -> str:
-    """The YAML run config of a cell (for ``--dry-run``)."""
-    return config_to_yaml(cell.config(spec, out_dir))

@@ -8,7 +8,6 @@ A = diag(-1, 1) is ``torch.flip(f, dims=(-1,))``, which are escnn's p4m conventi
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import torch
@@ -86,6 +85,3 @@ def affine_resample(
     y = F.grid_sample(x.to(compute_dtype), grid, mode=mode, padding_mode="zeros", align_corners=False)
     return y.to(x.dtype)
 
-
-def is_quarter_turn(angle: float) -> bool:
-    return abs(angle / (math.pi / 2) - round(angle / (math.pi / 2))) < 1e-9
