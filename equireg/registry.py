@@ -1,18 +1,28 @@
-"""One registry mechanism for every plug-in kind (groups, backbones, objectives, equivariance losses, datasets).
+"""One registry mechanism for every plug-in kind (groups, backbones, objectives, equivariance losses, datasets,
+view policies).
 
 Modelled on timm: ``@register_x("name")`` records a factory, ``create_x(name, **kwargs)`` builds it (``None``
 kwargs are dropped so CLI defaults can pass through untouched), ``list_x(pattern)`` filters with fnmatch.
 Third-party packages plug in through ``importlib.metadata`` entry points: each entry point of the registry's
 group is loaded once, on first lookup; loading a module may register names with the decorator, and an entry
 point that resolves to a callable is registered under the entry point's own name.
+
+The factory contract (the same for every kind, see docs/plugins.md): a factory receives the user's options as
+given (an option it does not take is an error the user sees), plus the framework's *context* values (e.g. the
+image size, the split layer, the objective's name) only for parameters it names explicitly in its signature. A
+factory that needs the image size declares ``img_size``; one that does not simply leaves it out. A ``**kwargs``
+catch-all receives the user's options only, never context it did not ask for. Kinds whose plug-ins the framework
+must inspect before building them (objectives, equivariance losses, view policies) register classes, and what the
+framework reads is a declared class attribute of the base class, never a ``getattr`` default.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib.metadata
+import inspect
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -26,6 +36,26 @@ class UnknownNameError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+def named_parameters(factory: Callable[..., Any]) -> frozenset[str]:
+    """Keyword parameters ``factory`` names explicitly (``**kwargs`` catch-alls excluded); follows ``partial``
+    objects, ``__wrapped__`` and ``__signature__``, and a class's ``__init__``."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in params if p.kind in kinds)
+
+
+def with_context(factory: Callable[..., Any], options: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments a factory gets: ``options`` (user's, None dropped) plus every non-None ``context``
+    value whose name the factory declares and the user did not set."""
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    wanted = named_parameters(factory)
+    kwargs.update({k: v for k, v in context.items() if k in wanted and k not in kwargs and v is not None})
+    return kwargs
+
+
 class Registry(Generic[T]):
     """Name -> factory mapping for one plug-in kind.
 
@@ -34,6 +64,8 @@ class Registry(Generic[T]):
         entry_point_group: ``importlib.metadata`` group scanned once for third-party plug-ins.
         resolver: optional fallback for parametric names (e.g. ``c7`` or ``p4m*scale``); returns a factory
             or None when it does not understand the name.
+        base: when given, only subclasses of ``base`` may be registered (kinds whose declared class attributes
+            the framework reads before building them).
     """
 
     def __init__(
@@ -41,10 +73,12 @@ class Registry(Generic[T]):
         kind: str,
         entry_point_group: str | None = None,
         resolver: Callable[[str], Factory[T] | None] | None = None,
+        base: type | None = None,
     ) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._resolver = resolver
+        self.base = base
         self._factories: dict[str, Factory[T]] = {}
         self._hooks: list[Callable[[str, Factory[T]], None]] = []
         self._entry_points_loaded = entry_point_group is None
@@ -53,6 +87,9 @@ class Registry(Generic[T]):
         """Decorator recording ``fn`` under ``name`` (default: the function's name)."""
 
         def decorator(fn: Factory[T]) -> Factory[T]:
+            if self.base is not None and not (isinstance(fn, type) and issubclass(fn, self.base)):
+                raise TypeError(f"a {self.kind} plug-in must be a subclass of {self.base.__name__} (its declared "
+                                f"attributes are read before it is built), got {fn!r}")
             key = (name or fn.__name__).lower()
             if key in self._factories and self._factories[key] is not fn and not override:
                 warnings.warn(f"Overwriting {self.kind} {key!r} in the registry", stacklevel=2)
@@ -79,7 +116,10 @@ class Registry(Generic[T]):
                 warnings.warn(f"Could not load {self.kind} plug-in {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
                 continue
             if callable(obj) and ep.name.lower() not in self._factories:
-                self.register(ep.name)(obj)
+                try:
+                    self.register(ep.name)(obj)
+                except TypeError as exc:
+                    warnings.warn(f"Could not register {self.kind} plug-in {ep.name!r}: {exc}", stacklevel=2)
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching the fnmatch ``pattern``."""
@@ -101,10 +141,11 @@ class Registry(Generic[T]):
             f"unknown {self.kind} {name!r}; registered {plural}: {', '.join(self.names()) or '(none)'}"
         )
 
-    def create(self, name: str, **kwargs: Any) -> T:
-        """Build ``name`` with ``kwargs``; kwargs that are None are dropped so factory defaults apply."""
+    def create(self, name: str, context: Mapping[str, Any] | None = None, **kwargs: Any) -> T:
+        """Build ``name`` with the user's ``kwargs`` (None dropped, so factory defaults apply) and the framework's
+        ``context`` values the factory declares (see the module docstring)."""
         factory = self.get(name)
-        return factory(**{k: v for k, v in kwargs.items() if v is not None})
+        return factory(**with_context(factory, kwargs, context or {}))
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

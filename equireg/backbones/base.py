@@ -113,6 +113,20 @@ class Backbone(nn.Module):
         """(B, C, h, w) map at ``layer``, running only the layers up to it."""
         raise NotImplementedError
 
+    def fixed_place(self, height: int, width: int) -> int:
+        """The layer of :meth:`forward_final_map` at this input size: the deepest one whose map has at least 2x2
+        cells (a 1x1 map has no spatial structure for a group to move)."""
+        deep = [i.index for i in self.layer_info() if min(i.map_size(height, width)) >= 2]
+        if not deep:
+            raise ValueError(f"no layer of this {self.family} backbone has a map of at least 2x2 at {height}x{width}")
+        return deep[-1]
+
+    def forward_final_map(self, x: Tensor) -> Tensor:
+        """The map scored at the fixed place, so equivariance scores compare across runs split at different
+        layers: the deepest map of at least 2x2 cells (ViTs override it: the final token map after the final norm).
+        """
+        return self.forward_map(x, self.fixed_place(int(x.shape[-2]), int(x.shape[-1])))
+
     def extra_repr(self) -> str:
         return f"family={self.family}, embed_dim={self.embed_dim}, num_layers={self.num_layers}, " \
             f"split_layer={self.split_layer}"

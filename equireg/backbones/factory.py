@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -39,11 +40,13 @@ BACKBONES: Registry[Backbone] = Registry("backbone", entry_point_group="equireg.
 register_backbone = BACKBONES.register
 
 
-def create_backbone(name: str, **kwargs: Any) -> Backbone:
+def create_backbone(name: str, context: Mapping[str, Any] | None = None, **kwargs: Any) -> Backbone:
     """Build a registered backbone (or ``timm:<model>``); kwargs that are None keep the preset defaults.
 
     Common kwargs: ``split_layer``, ``in_chans``, ``img_size``; ViT: ``cls_position``, ``freeze_patch_embed``,
-    ``drop_path_rate``; CNN: ``stem``. Others go to ``timm.create_model``.
+    ``drop_path_rate``, ``init``, ``pos_resample``; CNN: ``stem``. Others go to ``timm.create_model``.
+    ``context`` holds the framework's values (``img_size``, ``split_layer``, ``cls_position``, ``vit_settings``),
+    passed only to the parameters the factory declares (docs/plugins.md).
     """
     try:
         BACKBONES.get(name)
@@ -51,7 +54,7 @@ def create_backbone(name: str, **kwargs: Any) -> Backbone:
         if name.strip().lower().startswith(TIMM_PREFIX):
             raise
         raise UnknownNameError(f"{exc}; or 'timm:<model>' for any timm model") from None
-    backbone = BACKBONES.create(name, **kwargs)
+    backbone = BACKBONES.create(name, context, **kwargs)
     if not isinstance(backbone, Backbone):
         raise TypeError(f"backbone factory {name!r} returned {type(backbone).__name__}, not an equireg Backbone")
     return backbone

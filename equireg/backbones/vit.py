@@ -4,14 +4,24 @@ With ``cls_position="after_equiv"`` (the SER architecture) blocks 1..k see only 
 positional embedding has no slot for the [CLS]; the [CLS] is concatenated at position 0 after block k and
 blocks k+1..depth run on 1+N tokens. The layer-k map is then a pure patch-token grid on which rotations,
 flips and rescaling act by moving tokens, and no global token can carry image-level information through it.
-With ``cls_position="input"`` the model is an ordinary timm ViT and the split only taps block k.
+With ``cls_position="input"`` (the default, the baselines' architecture) the model is an ordinary timm ViT and the
+split only taps block k.
+
+Paper-mode details (methods.md §7.2), each an argument so the objective's official settings can be applied:
+positional embeddings on a non-native grid are resampled as the official code does (bicubic with
+``scale_factor = (n + 0.1) / N`` per axis, no antialias; ``pos_resample="timm"`` selects timm's size-based
+resampling instead); ``init="moco"`` is MoCo-v3's initialisation and ``init="ser"`` the DINO-style one of SER's
+DINO and Barlow Twins runs.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -24,6 +34,8 @@ from equireg.backbones.base import Backbone, LayerInfo, SplitOutput, tokens_to_m
 
 CLS_POSITIONS = ("input", "after_equiv")
 ClsPosition = Literal["input", "after_equiv"]
+POS_RESAMPLES = ("official", "timm")
+INITS = ("timm", "moco", "ser")
 
 # Keys the wrapper sets itself; overriding them would break the contract.
 _FORCED_KWARGS = ("num_classes", "global_pool", "class_token", "no_embed_class", "dynamic_img_size",
@@ -43,17 +55,21 @@ class ViTBackbone(Backbone):
             are never downloaded.
         split_layer: 1-based block whose patch tokens form the equivariant map (default 3, or depth if
             shallower). With ``after_equiv`` it also fixes where the [CLS] joins, at construction time.
-        cls_position: ``"after_equiv"`` (SER) or ``"input"`` (standard ViT with a [CLS] position slot).
-            When ``split_layer == depth`` under ``after_equiv`` the [CLS] would join after the last block and the
-            embedding would be the same constant vector for every image; it therefore enters at the input
+        cls_position: ``"input"`` (standard ViT with a [CLS] position slot; the baselines) or ``"after_equiv"``
+            (SER). When ``split_layer == depth`` under ``after_equiv`` the [CLS] would join after the last block
+            and the embedding would be the same constant vector for every image; it therefore enters at the input
             instead, still without a positional slot (the intent of the official code's layer-12 branch).
         in_chans: input channels.
         img_size: image size the positional embedding is laid out for; other multiples of the patch size,
-            including non-square ones, are handled by interpolating it.
+            including non-square ones, are handled by resampling it (see ``pos_resample``).
         freeze_patch_embed: MoCo-v3's stop-gradient on the patch projection (random fixed patch embedding).
         drop_path_rate: stochastic depth, linearly increasing over blocks (timm rule).
-        **timm_kwargs: passed to ``timm.create_model`` (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
-            ``weight_init``, ...).
+        init: ``"timm"``, ``"moco"`` (xavier-uniform linears with qkv split in three for the bound, zero biases,
+            [CLS] std 1e-6) or ``"ser"`` (trunc-normal 0.02 linears and [CLS]).
+        pos_resample: ``"official"`` (DINO/SER: bicubic, scale factor (n + 0.1)/N, no antialias) or ``"timm"``.
+        vit_settings: the objective's official ViT settings (keys ``freeze_patch_embed``, ``drop_path_rate``,
+            ``init``); arguments given explicitly win over them.
+        **timm_kwargs: passed to ``timm.create_model`` (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ...).
     """
 
     family = "vit"
@@ -63,16 +79,22 @@ class ViTBackbone(Backbone):
         model_name: str = "vit_tiny_patch16_224",
         *,
         split_layer: int | None = None,
-        cls_position: ClsPosition = "after_equiv",
+        cls_position: ClsPosition = "input",
         in_chans: int = 3,
         img_size: int | tuple[int, int] | None = None,
-        freeze_patch_embed: bool = False,
-        drop_path_rate: float = 0.0,
+        freeze_patch_embed: bool | None = None,
+        drop_path_rate: float | None = None,
+        init: str | None = None,
+        pos_resample: str = "official",
+        vit_settings: Mapping[str, Any] | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        if cls_position not in CLS_POSITIONS:
-            raise ValueError(f"cls_position must be one of {CLS_POSITIONS}, got {cls_position!r}")
+        settings = _settings(vit_settings, freeze_patch_embed=freeze_patch_embed, drop_path_rate=drop_path_rate,
+                             init=init)
+        _check_choice("cls_position", cls_position, CLS_POSITIONS)
+        _check_choice("pos_resample", pos_resample, POS_RESAMPLES)
+        _check_choice("init", settings["init"], INITS)
         forced = sorted(k for k in timm_kwargs if k in _FORCED_KWARGS)
         if forced:
             raise ValueError(f"ViTBackbone sets {', '.join(forced)} itself; do not pass them")
@@ -81,16 +103,9 @@ class ViTBackbone(Backbone):
         if img_size is not None:
             timm_kwargs["img_size"] = img_size
         vit = timm.create_model(
-            model_name,
-            pretrained=False,
-            in_chans=in_chans,
-            drop_path_rate=drop_path_rate,
-            num_classes=0,
-            global_pool="token",
-            class_token=True,
-            no_embed_class=cls_position == "after_equiv",
-            dynamic_img_size=True,
-            **timm_kwargs,
+            model_name, pretrained=False, in_chans=in_chans, drop_path_rate=settings["drop_path_rate"],
+            num_classes=0, global_pool="token", class_token=True, no_embed_class=cls_position == "after_equiv",
+            dynamic_img_size=True, **timm_kwargs,
         )
         if type(vit) is not VisionTransformer:
             raise ValueError(
@@ -102,6 +117,9 @@ class ViTBackbone(Backbone):
             raise ValueError(f"only square patches are supported, got {patch_h}x{patch_w}")
         self.vit = vit
         self.cls_position = cls_position
+        self.pos_resample = pos_resample
+        self.init = settings["init"]
+        self.drop_path_rate = float(settings["drop_path_rate"])
         self.in_chans = in_chans
         self.embed_dim = vit.embed_dim
         self.num_layers = len(vit.blocks)
@@ -114,7 +132,9 @@ class ViTBackbone(Backbone):
         self.cls_insert_after = self.split_layer if late else 0
         self.norm_equiv = nn.LayerNorm(self.embed_dim, eps=1e-6)
         self.norm_pooled = nn.LayerNorm(self.embed_dim, eps=1e-6)
-        if freeze_patch_embed:
+        _initialise(self.vit, self.init)
+        self.freeze_patch_embed = bool(settings["freeze_patch_embed"])
+        if self.freeze_patch_embed:
             self.vit.patch_embed.requires_grad_(False)
 
     def layer_info(self) -> list[LayerInfo]:
@@ -155,18 +175,19 @@ class ViTBackbone(Backbone):
             if cls_at_input:
                 tokens = torch.cat([self._cls(batch), tokens], dim=1)
         elif self.vit.no_embed_class:
-            pos = resample_abs_pos_embed(
-                pos, new_size=(grid_h, grid_w), old_size=self.vit.patch_embed.grid_size, num_prefix_tokens=0
-            )
-            tokens = tokens + pos
+            tokens = tokens + self._positions(pos, (grid_h, grid_w), prefix=0)
             if cls_at_input:
                 tokens = torch.cat([self._cls(batch), tokens], dim=1)
         else:  # standard ViT: the [CLS] owns position slot 0
-            pos = resample_abs_pos_embed(
-                pos, new_size=(grid_h, grid_w), old_size=self.vit.patch_embed.grid_size, num_prefix_tokens=1
-            )
-            tokens = torch.cat([self._cls(batch), tokens], dim=1) + pos
+            tokens = torch.cat([self._cls(batch), tokens], dim=1) + self._positions(pos, (grid_h, grid_w), prefix=1)
         return self.vit.norm_pre(self.vit.pos_drop(tokens))
+
+    def _positions(self, pos: Tensor, grid: tuple[int, int], prefix: int) -> Tensor:
+        """The positional table for a ``grid`` of patch tokens (plus ``prefix`` leading [CLS] slots)."""
+        native = tuple(self.vit.patch_embed.grid_size)
+        if self.pos_resample == "timm":
+            return resample_abs_pos_embed(pos, new_size=grid, old_size=native, num_prefix_tokens=prefix)
+        return torch.cat([pos[:, :prefix], resample_pos_official(pos[:, prefix:], native, grid)], dim=1)
 
     def _run(self, x: Tensor, tap: int | None, stop_at_tap: bool) -> tuple[Tensor | None, Tensor | None]:
         """Run the blocks; return (tokens after block ``tap``, tokens after the last block or None)."""
@@ -223,5 +244,62 @@ class ViTBackbone(Backbone):
         assert tapped is not None
         return self._map(tapped, layer, grid)
 
+    def forward_final_map(self, x: Tensor) -> Tensor:
+        """The final token map: all blocks, the final norm, patch tokens only, (B, C, h, w)."""
+        grid = self._grid(x)
+        _, final = self._run(x, tap=None, stop_at_tap=False)
+        assert final is not None
+        return tokens_to_map(self.vit.norm(final[:, 1:]), *grid).contiguous()
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, cls_position={self.cls_position}, cls_insert_after={self.cls_insert_after}"
+
+
+def resample_pos_official(pos: Tensor, native: tuple[int, int], grid: tuple[int, int]) -> Tensor:
+    """(1, N, C) patch positional table on the ``native`` grid -> the ``grid`` of rows x cols tokens, as DINO and
+    SER's ``interpolate_pos_encoding`` do: bicubic with ``scale_factor = (n + 0.1) / N`` per axis (the +0.1 avoids
+    a floating-point off-by-one in the output size), ``align_corners=False``, no antialias. Identity on the native
+    grid. timm's size-based resampling (antialiased on downscale) gives different values."""
+    if tuple(grid) == tuple(native):
+        return pos
+    (n_rows, n_cols), (rows, cols) = native, grid
+    table = pos.reshape(1, n_rows, n_cols, -1).permute(0, 3, 1, 2)
+    out = F.interpolate(table.float(), scale_factor=((rows + 0.1) / n_rows, (cols + 0.1) / n_cols), mode="bicubic")
+    if tuple(out.shape[-2:]) != (rows, cols):  # pragma: no cover - the +0.1 rule guarantees it
+        raise RuntimeError(f"positional resampling gave {tuple(out.shape[-2:])}, expected {(rows, cols)}")
+    return out.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _settings(vit_settings: Mapping[str, Any] | None, **explicit: Any) -> dict[str, Any]:
+    """Explicit arguments, else the objective's official ``vit_settings``, else timm's defaults."""
+    base: dict[str, Any] = {"freeze_patch_embed": False, "drop_path_rate": 0.0, "init": "timm"}
+    unknown = sorted(set(vit_settings or {}) - set(base))
+    if unknown:
+        raise ValueError(f"vit_settings keys must be among {sorted(base)}, got {unknown}")
+    base.update(vit_settings or {})
+    base.update({k: v for k, v in explicit.items() if v is not None})
+    return base
+
+
+def _initialise(vit: VisionTransformer, scheme: str) -> None:
+    """Re-initialise after timm's default ("timm") as the official codebases do (methods.md §1.3, §7.2)."""
+    if scheme == "timm":
+        return
+    if scheme == "ser":  # DINO-style: timm's linears already are trunc-normal 0.02; the [CLS] is too there
+        nn.init.trunc_normal_(vit.cls_token, std=0.02)
+        return
+    for name, module in vit.named_modules():  # MoCo-v3
+        if isinstance(module, nn.Linear):
+            if "qkv" in name:  # Q, K and V as three separate matrices for the uniform bound
+                bound = math.sqrt(6.0 / float(module.weight.shape[0] // 3 + module.weight.shape[1]))
+                nn.init.uniform_(module.weight, -bound, bound)
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    nn.init.normal_(vit.cls_token, std=1e-6)

@@ -47,7 +47,7 @@ def test_presets_have_the_documented_shapes(name: str) -> None:
         assert isinstance(backbone, ViTBackbone)
         assert backbone.vit.blocks[0].attn.num_heads == heads
         assert backbone.patch_size == patch and backbone.img_size == (img, img)
-        assert backbone.cls_position == "after_equiv"
+        assert backbone.cls_position == "input"
     else:
         assert isinstance(backbone, TimmCNNBackbone)
         expected = [1, 2, 4, 8] if name.endswith("_cifar") else [4, 8, 16, 32]
@@ -73,7 +73,7 @@ def test_unknown_timm_model_suggests_close_names() -> None:
 
 def test_timm_resolver_routes_vits_to_the_vit_wrapper() -> None:
     backbone = create_backbone("timm:vit_tiny_patch16_224", img_size=16, patch_size=4, embed_dim=16, depth=2,
-                               num_heads=2, split_layer=1)
+                               num_heads=2, split_layer=1, cls_position="after_equiv")
     assert isinstance(backbone, ViTBackbone) and backbone.cls_insert_after == 1
     assert backbone.forward_map(torch.randn(1, 3, 8, 12)).shape == (1, 16, 2, 3)
     assert "timm:vit_tiny_patch16_224" in BACKBONES
