@@ -8,6 +8,7 @@
 True
 """
 
+from equireg.groups.aniso import D4AxisScaleGroup
 from equireg.groups.base import Elements, Group, GroupLawError
 from equireg.groups.continuous import ScaleGroup, SO2Group
 from equireg.groups.dihedral import DihedralGroup
@@ -19,6 +20,7 @@ from equireg.groups.verify import LawCheck, verify_group
 __all__ = [
     "GROUPS",
     "ContinuousProduct",
+    "D4AxisScaleGroup",
     "DihedralGroup",
     "Elements",
     "FiniteGroup",

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from equireg.groups.aniso import D4AxisScaleGroup
 from equireg.groups.base import Group
 from equireg.groups.continuous import ScaleGroup, SO2Group
 from equireg.groups.dihedral import DihedralGroup
@@ -113,8 +114,15 @@ def p4m() -> Group:
 
 @register_group("scale")
 def scale(min_scale: float = 0.7, max_scale: float = 1.3) -> Group:
-    """Isotropic scale factors, sampled log-uniformly (SER's default range 0.7–1.3); interpolated."""
+    """Isotropic scale factors (side ratios), sampled log-uniformly from 0.7–1.3; interpolated. SER's own views
+    draw a token-*area* factor in 0.7–1.3 and an aspect ratio instead (view policy ``ser``, group ``p4m_aniso``)."""
     return ScaleGroup(min_scale, max_scale)
+
+
+@register_group("p4m_aniso")
+def p4m_aniso(min_scale: float = 0.7, max_scale: float = 1.3) -> Group:
+    """D4 followed by an axis-aligned rescale of the grid: the relative transform of SER's equivariant views."""
+    return D4AxisScaleGroup(min_scale, max_scale)
 
 
 @register_group("so2")
