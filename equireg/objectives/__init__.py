@@ -7,7 +7,7 @@
 from equireg.objectives.base import Objective, SplitOutputLike, cosine_momentum, ema_update_
 from equireg.objectives.heads import DINOHead, MLPHead, WeightNormLinear
 from equireg.objectives.losses import BarlowTwinsLoss, DINOLoss, MoCoV3Loss, NTXentLoss
-from equireg.objectives.registry import OBJECTIVES, create_objective, list_objectives, register_objective
+from equireg.objectives.registry import OBJECTIVES, create_objective, list_objectives, objective_class, register_objective
 
 # Importing the method modules registers them.
 from equireg.objectives.barlow import BarlowTwinsObjective
@@ -34,5 +34,6 @@ __all__ = [
     "create_objective",
     "ema_update_",
     "list_objectives",
+    "objective_class",
     "register_objective",
 ]

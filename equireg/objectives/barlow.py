@@ -22,9 +22,9 @@ class BarlowTwinsObjective(Objective):
 
     name = "barlow"
     has_teacher = False
-    default_equiv_lambda = 1.0  # SER run_pretrain.sh
-    default_equiv_temperature = 0.4
-    PRESETS = {
+    crop_min = 0.08  # methods.md §7.2
+    vit_settings = {"init": "ser", "drop_path_rate": 0.0}
+    presets = {
         "paper": {"proj_hidden_dim": 8192, "proj_dim": 8192},
         "small": {"proj_hidden_dim": 1024, "proj_dim": 1024},
     }
@@ -40,7 +40,7 @@ class BarlowTwinsObjective(Objective):
         gather_distributed: bool = True,
     ) -> None:
         super().__init__(backbone)
-        dims = resolve_preset("barlow", self.PRESETS, preset, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim)
+        dims = resolve_preset("barlow", self.presets, preset, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim)
         self.projector = MLPHead(self.embed_dim, dims["proj_hidden_dim"], dims["proj_dim"], num_layers=proj_layers)
         self.criterion = BarlowTwinsLoss(lambda_offdiag=lambda_offdiag, gather_distributed=gather_distributed)
 

@@ -7,13 +7,19 @@ alongside ``objective.parameters_for_optimizer()``.
 
 Student and teacher never share a tensor: SER's DINO code shared the equivariance projector between them and then
 EMA-updated it with itself, shrinking it by ``m(2 - m)`` per step (methods.md §1.9, caveat 5). ``update_teacher``
-refuses such pairs.
+refuses such pairs. The teacher backbone never keeps stochastic depth: official DINO builds its teacher without
+drop-path, and MoCo's momentum encoder has none.
+
+What the framework reads off an objective class before building anything (declared, never guessed): ``has_teacher``,
+``crop_min`` (the official RandomResizedCrop scale floor, for T and T_eq's shared crop), ``vit_settings`` (what the
+official code does to a ViT backbone: init, frozen patch projection, drop-path) and ``presets`` (named head sizes).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -92,9 +98,10 @@ class Objective(nn.Module):
 
     name: ClassVar[str] = ""
     has_teacher: ClassVar[bool] = False
-    default_equiv_lambda: ClassVar[float] = 1.0
-    default_equiv_temperature: ClassVar[float] = 0.5
     teacher_heads: ClassVar[tuple[str, ...]] = ()  # student head attributes the teacher copies
+    crop_min: ClassVar[float] = 0.08  # RandomResizedCrop scale (crop_min, 1) of the official recipe
+    vit_settings: ClassVar[Mapping[str, Any]] = {}  # ViTBackbone's init / freeze_patch_embed / drop_path_rate
+    presets: ClassVar[Mapping[str, Mapping[str, int]]] = {}  # named head sizes ("paper", "small")
 
     def __init__(self, backbone: nn.Module, base_momentum: float = 1.0) -> None:
         super().__init__()
@@ -114,13 +121,12 @@ class Objective(nn.Module):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
             p.grad = None
+        without_stochastic_depth(self.teacher)
 
-    def teacher_forward(self, x: Tensor) -> Any:
-        """No-grad ``forward_split`` of the teacher backbone (a ``SplitOutput``); None without a teacher."""
-        if self.teacher is None:
-            return None
-        with torch.no_grad():
-            return self.teacher["backbone"].forward_split(x)
+    @property
+    def teacher_backbone(self) -> nn.Module | None:
+        """The teacher's backbone (the step context runs it without gradient); None without a teacher."""
+        return None if self.teacher is None else self.teacher["backbone"]
 
     def momentum(self, progress: float) -> float:
         """Teacher momentum at ``progress`` in [0, 1] (cosine from ``base_momentum`` to 1; 1 without a teacher)."""
@@ -136,8 +142,9 @@ class Objective(nn.Module):
             ema_update_(self.teacher[key], getattr(self, key), m)
 
     # training hooks ----------------------------------------------------------------------------------------------
-    def loss(self, z1: Tensor, z2: Tensor, t1: Any, t2: Any, progress: float) -> Tensor:
-        """Invariance loss from online embeddings ``z1, z2`` (B, D) and teacher outputs ``t1, t2`` (or None)."""
+    def loss(self, z1: Tensor, z2: Tensor, t1: Tensor | None, t2: Tensor | None, progress: float) -> Tensor:
+        """Invariance loss from online embeddings ``z1, z2`` (B, D) and the teacher backbone's embeddings ``t1, t2``
+        of the same views (None without a teacher)."""
         raise NotImplementedError
 
     def after_backward(self, progress: float) -> None:
@@ -152,16 +159,25 @@ class Objective(nn.Module):
         return [p for p in self.parameters() if p.requires_grad and id(p) not in teacher_ids]
 
     # helpers -----------------------------------------------------------------------------------------------------
-    def _require_teacher_outputs(self, t1: Any, t2: Any) -> tuple[Tensor, Tensor]:
+    def _require_teacher_outputs(self, t1: Tensor | None, t2: Tensor | None) -> tuple[Tensor, Tensor]:
         if t1 is None or t2 is None:
-            raise ValueError(f"{self.name}: loss() needs the teacher outputs t1, t2 from teacher_forward(x1/x2)")
-        return t1.embedding, t2.embedding
+            raise ValueError(f"{self.name}: loss() needs the teacher backbone's embeddings t1, t2 of the two views")
+        return t1, t2
 
     @staticmethod
     def _check_embeddings(name: str, z1: Tensor, z2: Tensor, dim: int) -> None:
         if z1.dim() != 2 or z1.shape != z2.shape or z1.shape[1] != dim:
             raise ValueError(f"{name}: expected online embeddings z1, z2 of shape (B, {dim}), got {tuple(z1.shape)} "
                              f"and {tuple(z2.shape)}")
+
+
+def without_stochastic_depth(module: nn.Module) -> None:
+    """Set every drop-path probability in ``module`` to 0 (timm's ``DropPath`` modules)."""
+    from timm.layers import DropPath
+
+    for m in module.modules():
+        if isinstance(m, DropPath):
+            m.drop_prob = 0.0
 
 
 def resolve_preset(objective: str, presets: dict[str, dict[str, int]], preset: str, **given: int | None) -> dict[str, int]:

@@ -26,10 +26,10 @@ class DINOObjective(Objective):
 
     name = "dino"
     has_teacher = True
-    default_equiv_lambda = 0.3  # SER run_pretrain.sh
-    default_equiv_temperature = 0.4
+    crop_min = 0.25  # methods.md §7.2
+    vit_settings = {"init": "ser", "drop_path_rate": 0.1}
     teacher_heads = ("head",)
-    PRESETS = {
+    presets = {
         "paper": {"out_dim": 65536, "hidden_dim": 2048, "bottleneck_dim": 256},
         "small": {"out_dim": 4096, "hidden_dim": 512, "bottleneck_dim": 128},
     }
@@ -55,7 +55,7 @@ class DINOObjective(Objective):
         super().__init__(backbone, base_momentum)
         if not 0 <= freeze_last_layer_frac <= 1:
             raise ValueError(f"dino: freeze_last_layer_frac must be in [0, 1], got {freeze_last_layer_frac}")
-        dims = resolve_preset("dino", self.PRESETS, preset, out_dim=out_dim, hidden_dim=hidden_dim,
+        dims = resolve_preset("dino", self.presets, preset, out_dim=out_dim, hidden_dim=hidden_dim,
                               bottleneck_dim=bottleneck_dim)
         self.head = DINOHead(self.embed_dim, dims["out_dim"], hidden_dim=dims["hidden_dim"],
                              bottleneck_dim=dims["bottleneck_dim"], use_bn=use_bn_in_head,

@@ -25,10 +25,10 @@ class MoCoV3Objective(Objective):
 
     name = "moco"
     has_teacher = True
-    default_equiv_lambda = 1.0  # SER run_pretrain.sh
-    default_equiv_temperature = 0.5
+    crop_min = 0.08  # methods.md §7.2
+    vit_settings = {"init": "moco", "freeze_patch_embed": True, "drop_path_rate": 0.0}
     teacher_heads = ("projector",)
-    PRESETS = {
+    presets = {
         "paper": {"proj_hidden_dim": 4096, "proj_dim": 256, "pred_hidden_dim": 4096},
         "small": {"proj_hidden_dim": 1024, "proj_dim": 256, "pred_hidden_dim": 1024},
     }
@@ -46,7 +46,7 @@ class MoCoV3Objective(Objective):
         gather_distributed: bool = True,
     ) -> None:
         super().__init__(backbone, base_momentum)
-        dims = resolve_preset("moco", self.PRESETS, preset, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim,
+        dims = resolve_preset("moco", self.presets, preset, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim,
                               pred_hidden_dim=pred_hidden_dim)
         out = dims["proj_dim"]
         self.projector = MLPHead(self.embed_dim, dims["proj_hidden_dim"], out, num_layers=3, last_bn=True)

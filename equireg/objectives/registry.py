@@ -12,13 +12,18 @@ from torch import nn
 from equireg.objectives.base import Objective
 from equireg.registry import Registry
 
-OBJECTIVES: Registry[Objective] = Registry("objective", entry_point_group="equireg.objectives")
+OBJECTIVES: Registry[Objective] = Registry("objective", entry_point_group="equireg.objectives", base=Objective)
 register_objective = OBJECTIVES.register
 
 
 def create_objective(name: str, backbone: nn.Module, **hparams: Any) -> Objective:
     """Build objective ``name`` for the online ``backbone``; ``None`` hparams fall back to the defaults."""
     return OBJECTIVES.create(name, backbone=backbone, **hparams)
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The registered class of objective ``name`` (its declared attributes: ``crop_min``, ``vit_settings``, ...)."""
+    return OBJECTIVES.get(name)  # type: ignore[return-value]
 
 
 def list_objectives(pattern: str = "*") -> list[str]:

@@ -17,15 +17,13 @@ class SimCLRObjective(Objective):
     """Projector d→2048→128 (BN + ReLU on the hidden layer) and :class:`NTXentLoss`.
 
     τ = 0.2, the value E-SSL and EquiMod used for their ImageNet SimCLR baselines (methods.md §2.2, §2.3; SimCLR's
-    own ImageNet default is 0.1, its CIFAR one 0.5). SER has no SimCLR run, so the SER defaults here are our choice:
-    λ = 1.0 and τ_eq = 0.5 (as for MoCo, the other InfoNCE objective). No teacher. ``preset="small"``: hidden 512.
+    own ImageNet default is 0.1, its CIFAR one 0.5). No teacher. ``preset="small"``: hidden 512.
     """
 
     name = "simclr"
     has_teacher = False
-    default_equiv_lambda = 1.0  # not from SER (no SimCLR base there): chosen to match MoCo
-    default_equiv_temperature = 0.5
-    PRESETS = {
+    crop_min = 0.08  # methods.md §7.2
+    presets = {
         "paper": {"proj_hidden_dim": 2048, "proj_dim": 128},
         "small": {"proj_hidden_dim": 512, "proj_dim": 128},
     }
@@ -41,7 +39,7 @@ class SimCLRObjective(Objective):
         gather_distributed: bool = True,
     ) -> None:
         super().__init__(backbone)
-        dims = resolve_preset("simclr", self.PRESETS, preset, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim)
+        dims = resolve_preset("simclr", self.presets, preset, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim)
         self.projector = MLPHead(self.embed_dim, dims["proj_hidden_dim"], dims["proj_dim"], num_layers=proj_layers)
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=gather_distributed)
 

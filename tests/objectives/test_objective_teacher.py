@@ -65,8 +65,9 @@ def test_teacher_gets_no_gradient_and_is_not_optimised(tiny_backbone: TinyBackbo
     assert student_ptrs.isdisjoint(p.data_ptr() for p in obj.teacher.parameters())
 
     x1, x2 = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
-    t1, t2 = obj.teacher_forward(x1), obj.teacher_forward(x2)
-    assert not t1.embedding.requires_grad
+    with torch.no_grad():
+        t1, t2 = obj.teacher_backbone(x1), obj.teacher_backbone(x2)
+    assert not t1.requires_grad
     loss = obj.loss(tiny_backbone(x1), tiny_backbone(x2), t1, t2, 0.0)
     loss.backward()
     assert all(p.grad is None for p in obj.teacher.parameters())
@@ -83,6 +84,21 @@ def test_ema_refuses_shared_parameters() -> None:
 
 def test_teacherless_objectives(tiny_backbone: TinyBackbone) -> None:
     obj = create_objective("barlow", backbone=tiny_backbone, preset="small")
-    assert obj.teacher_forward(torch.randn(2, 3, 8, 8)) is None
+    assert obj.teacher_backbone is None
     obj.update_teacher(tiny_backbone, 0.5)  # no-op
     assert len(obj.parameters_for_optimizer()) == len(list(obj.parameters()))
+
+
+def test_teacher_never_keeps_stochastic_depth() -> None:
+    """An EMA teacher made from a backbone with drop-path > 0 has drop-path 0 (official DINO; MoCo has none)."""
+    from equireg.backbones import create_backbone
+
+    backbone = create_backbone("vit_test", drop_path_rate=0.1)
+    obj = create_objective("dino", backbone=backbone, preset="small")
+    teacher = obj.teacher_backbone
+    assert teacher is not None
+    teacher.train()  # the teacher runs in training mode, like the student
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(x), teacher(x), atol=0, rtol=0)
+    assert backbone.vit.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # the student keeps its drop-path
