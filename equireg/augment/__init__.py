@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from equireg.augment.equivariant import EquivariantViewPolicy, EquivariantViews, split_batch
+from equireg.augment.equivariant import (
+    VIEW_POLICIES,
+    EquivariantViews,
+    PairPolicy,
+    SERPairPolicy,
+    UniformPairPolicy,
+    create_view_policy,
+    default_view_policy,
+    list_view_policies,
+    register_view_policy,
+    split_batch,
+)
 from equireg.augment.params import VECTOR_FIELDS, ViewParams, augself_targets
 from equireg.augment.ssl_policy import SSLViewPolicy, ViewPair
 from equireg.augment.views import (
@@ -17,8 +28,15 @@ from equireg.augment.views import (
 __all__ = [
     "VECTOR_FIELDS",
     "CropConfig",
-    "EquivariantViewPolicy",
     "EquivariantViews",
+    "PairPolicy",
+    "SERPairPolicy",
+    "UniformPairPolicy",
+    "VIEW_POLICIES",
+    "create_view_policy",
+    "default_view_policy",
+    "list_view_policies",
+    "register_view_policy",
     "PhotometricConfig",
     "SSLViewPolicy",
     "ViewAugmentation",

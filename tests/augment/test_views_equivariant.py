@@ -1,4 +1,6 @@
-"""T_eq: views related exactly by the relative element (D4), token-aligned scale views, and the b1/b2 split."""
+"""T_eq view policies: SER's official views (relative element always a D4 reflection plus an anisotropic rescale,
+the image op as the official code writes it), the uniform extension (exact D4, token-aligned isotropic scale), the
+registry and default choice, and the b1/b2 split."""
 
 from __future__ import annotations
 
@@ -7,7 +9,17 @@ import math
 import pytest
 import torch
 
-from equireg.augment import EquivariantViewPolicy, split_batch
+import torch.nn.functional as F
+
+from equireg.augment import (
+    CropConfig,
+    SERPairPolicy,
+    UniformPairPolicy,
+    create_view_policy,
+    default_view_policy,
+    list_view_policies,
+    split_batch,
+)
 from equireg.groups import ContinuousProduct, Group, create_group
 
 
@@ -26,12 +38,12 @@ def _smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["p4m", "c4", "flip", "trivial"])
 def test_d4_second_view_is_exactly_the_relative_element_applied(name: str) -> None:
     G = create_group(name)
-    policy = EquivariantViewPolicy(G, photometric=False)
+    policy = UniformPairPolicy(G, photometric=False)
     x = torch.rand(32, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     out = policy(x, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out.view2, G.act(out.view1, out.g))
     assert bool((out.g @ out.g1).equals(out.g2).all())
-    assert out.tokens == (12, 12)
+    assert out.view2.shape[-2:] == (12, 12) and out.group is G
     assert torch.equal(out.params1.crop, out.params2.crop) and torch.equal(out.params1.flip, out.params2.flip)
     if name == "p4m":
         assert out.g1.tensor.unique().numel() > 4  # elements are drawn per sample
@@ -39,7 +51,7 @@ def test_d4_second_view_is_exactly_the_relative_element_applied(name: str) -> No
 
 def test_photometrics_are_independent_but_the_geometry_is_shared() -> None:
     G = create_group("p4m")
-    policy = EquivariantViewPolicy(G, crop_min=0.3)
+    policy = UniformPairPolicy(G, crop=CropConfig(scale=(0.3, 1.0)))
     x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     out = policy(x, generator=torch.Generator().manual_seed(3))
     assert not torch.equal(out.params1.color, out.params2.color)
@@ -52,7 +64,7 @@ def test_photometrics_are_independent_but_the_geometry_is_shared() -> None:
 
 
 def test_separate_crops_when_not_shared() -> None:
-    policy = EquivariantViewPolicy(create_group("p4m"), shared_crop=False, photometric=False)
+    policy = UniformPairPolicy(create_group("p4m"), shared_crop=False, photometric=False)
     out = policy(torch.rand(8, 3, 8, 8), generator=torch.Generator().manual_seed(4))
     assert not torch.equal(out.params1.crop, out.params2.crop)
 
@@ -66,12 +78,12 @@ def test_scale_views_are_token_aligned(name: str) -> None:
     G = create_group(name)
     stride, side = 4, 32
     n0 = side // stride
-    policy = EquivariantViewPolicy(G, token_stride=stride, photometric=False, crop_min=0.5)
+    policy = UniformPairPolicy(G, token_stride=stride, photometric=False, crop=CropConfig(scale=(0.5, 1.0)))
     x = _smooth_images(16, side)
     seen_sizes = set()
     for seed in range(6):
         out = policy(x, generator=torch.Generator().manual_seed(seed))
-        n1, n2 = out.tokens
+        n1, n2 = out.view1.shape[-1] // stride, out.view2.shape[-1] // stride
         seen_sizes |= {n1, n2}
         assert out.view1.shape[-2:] == (n1 * stride,) * 2 and out.view2.shape[-2:] == (n2 * stride,) * 2
         assert round(0.7 * n0) <= min(n1, n2) and max(n1, n2) <= round(1.3 * n0)
@@ -90,7 +102,7 @@ def test_scale_views_are_token_aligned(name: str) -> None:
 
 def test_scale_views_with_d4_per_sample() -> None:
     G = create_group("p4m*scale")
-    out = EquivariantViewPolicy(G, token_stride=4, photometric=False)(
+    out = UniformPairPolicy(G, token_stride=4, photometric=False)(
         _smooth_images(32, 16), generator=torch.Generator().manual_seed(9)
     )
     d4_codes = G.split(out.g1.tensor)[0]
@@ -99,25 +111,24 @@ def test_scale_views_with_d4_per_sample() -> None:
 
 def test_bad_token_stride() -> None:
     with pytest.raises(ValueError, match="multiple of token_stride"):
-        EquivariantViewPolicy(create_group("p4m"), token_stride=5, output_size=32)
+        UniformPairPolicy(create_group("p4m"), token_stride=5, output_size=32)
     with pytest.raises(ValueError, match="multiple of token_stride"):
-        EquivariantViewPolicy(create_group("p4m"), token_stride=5)(torch.rand(2, 3, 12, 12))
+        UniformPairPolicy(create_group("p4m"), token_stride=5)(torch.rand(2, 3, 12, 12))
 
 
 @pytest.mark.parametrize(
-    ("batch", "ratio", "min_b2", "expected"),
+    ("batch", "ratio", "expected"),
     [
-        (256, 0.01, 1, (253, 3)),  # SER's share: round(2.56) = 3
-        (256, 0.25, 1, (192, 64)),
-        (20, 0.01, 1, (19, 1)),  # at least min_b2
-        (20, 0.01, 0, (20, 0)),
-        (256, 0.0, 1, (256, 0)),  # disabled
-        (8, 1.0, 1, (0, 8)),
-        (10, 0.25, 1, (7, 3)),  # 2.5 rounds up
+        (256, 0.01, (253, 3)),  # SER's share: round(2.56) = 3
+        (256, 0.25, (192, 64)),
+        (20, 0.01, (19, 1)),  # at least one equivariant image
+        (256, 0.0, (256, 0)),  # disabled
+        (10, 0.25, (8, 2)),  # Python's round, as the official code: round(2.5) = 2
+        (14, 0.25, (10, 4)),  # round(3.5) = 4
     ],
 )
-def test_split_batch(batch: int, ratio: float, min_b2: int, expected: tuple[int, int]) -> None:
-    assert split_batch(batch, ratio, min_b2=min_b2) == expected
+def test_split_batch(batch: int, ratio: float, expected: tuple[int, int]) -> None:
+    assert split_batch(batch, ratio) == expected
 
 
 def test_split_batch_errors() -> None:
@@ -125,14 +136,111 @@ def test_split_batch_errors() -> None:
         split_batch(8, 1.5)
     with pytest.raises(ValueError, match="batch_size"):
         split_batch(0, 0.1)
+    with pytest.raises(ValueError, match="fewer than the batch"):
+        split_batch(2, 0.9)
 
 
 def test_rank_sharded_pairs_equal_one_global_batch() -> None:
     G = create_group("p4m*scale")
-    policy = EquivariantViewPolicy(G, token_stride=4)
+    policy = UniformPairPolicy(G, token_stride=4)
     x = _smooth_images(8, 16)
     whole = policy(x, generator=torch.Generator().manual_seed(5))
     parts = [policy(x[4 * r : 4 * r + 4], torch.Generator().manual_seed(5), rank=r, world_size=2) for r in range(2)]
-    assert all(p.tokens == whole.tokens for p in parts)
+    assert all(p.view2.shape == parts[0].view2.shape for p in parts)
     assert torch.equal(torch.cat([p.view2 for p in parts]), whole.view2)
     assert torch.equal(torch.cat([p.g.tensor for p in parts]), whole.g.tensor)
+
+
+# --- SER's official views -------------------------------------------------------------------------------------
+
+REFLECTIONS = {4, 5, 6, 7}  # D4 codes k + 4j with j = 1: the four mirrors
+
+
+def test_ser_relative_element_is_always_a_reflection_with_an_anisotropic_rescale() -> None:
+    """methods.md §7.1: exactly one view has R180 and one has hflip, so g = g_b g_a^-1 is a mirror, never the
+    identity or a rotation; which mirror is shared by the batch (k is drawn per view, not per sample)."""
+    policy = SERPairPolicy(create_group("p4m"), token_stride=4, photometric=False)
+    codes, aspect_seen = set(), False
+    for seed in range(40):
+        out = policy(torch.rand(6, 3, 32, 32), generator=torch.Generator().manual_seed(seed))
+        code, sy, sx = out.group.split(out.g.tensor)
+        assert set(code.tolist()) <= REFLECTIONS and code.unique().numel() == 1
+        codes |= set(code.tolist())
+        assert bool((out.g @ out.g1).equals(out.g2).all())
+        assert out.view1.shape[-2:] == (round(float(out.g1.tensor[0, 1]) * 8) * 4, round(float(out.g1.tensor[0, 2]) * 8) * 4)
+        aspect_seen |= out.view1.shape[-2] != out.view1.shape[-1]
+    assert codes == REFLECTIONS and aspect_seen
+
+
+def _official_view(crop: torch.Tensor, r180: bool, hflip: bool, rows: int, cols: int, k: int, stride: int) -> torch.Tensor:
+    """SER's ``aug_equiv`` for one sample, written out: R180, hflip, bicubic resize to stride x grid, rot90 by k."""
+    x = crop[None]
+    x = torch.rot90(x, 2, dims=(-2, -1)) if r180 else x
+    x = torch.flip(x, dims=(-1,)) if hflip else x
+    x = F.interpolate(x, size=(rows * stride, cols * stride), mode="bicubic", align_corners=False)
+    return torch.rot90(x, k, dims=(-2, -1))[0]
+
+
+def test_ser_views_follow_the_official_image_op_and_the_negated_second_view() -> None:
+    stride, n = 4, 8
+    policy = SERPairPolicy(create_group("p4m*scale"), token_stride=stride, photometric=False)
+    x = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(11)
+    out = policy(x, generator=gen)
+    crop = policy.views[0].apply_geometry(x, out.params1)
+    # replay the draws in the policy's order: photometric/crop params were drawn first, then the two grids, then
+    # the per-sample bits for view 1 (view 2 takes their negation)
+    replay = torch.Generator().manual_seed(11)
+    for aug in policy.views:
+        aug.sample(n, (32, 32), replay)
+    grids = [policy.grid(8, replay), policy.grid(8, replay)]
+    r180 = torch.rand(n, generator=replay) > 0.5
+    hflip = torch.rand(n, generator=replay) > 0.5
+    for i in range(n):
+        want1 = _official_view(crop[i], bool(r180[i]), bool(hflip[i]), *grids[0], stride)
+        want2 = _official_view(crop[i], not r180[i], not hflip[i], *grids[1], stride)
+        torch.testing.assert_close(out.view1[i], want1, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.view2[i], want2, atol=1e-5, rtol=1e-5)
+
+
+def test_ser_feature_action_moves_view_a_onto_view_b() -> None:
+    """rho_g of view 1 lands on view 2's grid and matches it up to two bicubic resamplings (smooth images)."""
+    policy = SERPairPolicy(create_group("p4m"), token_stride=4, photometric=False)
+    x = _smooth_images(8, 32)
+    for seed in range(5):
+        out = policy(x, generator=torch.Generator().manual_seed(seed))
+        moved = out.group.act(out.view1, out.g, out_size=out.view2.shape[-2:])
+        err = (moved - out.view2).abs()
+        assert moved.shape == out.view2.shape and err.mean() < 0.01 and err.max() < 0.1, err.max().item()
+
+
+def test_ser_grid_sizes_follow_the_area_and_aspect_ranges() -> None:
+    """A = n0^2 * U(0.7, 1.3), r = log-U(3/4, 4/3): at 224 px / 16 (n0 = 14) sides lie in 10..18."""
+    policy = SERPairPolicy(create_group("p4m"), token_stride=16)
+    gen = torch.Generator().manual_seed(0)
+    grids = [policy.grid(14, gen) for _ in range(2000)]
+    sides = {s for g in grids for s in g[:2]}
+    assert min(sides) >= 10 and max(sides) <= 18 and {g[2] for g in grids} == {0, 1, 2, 3}
+    areas = torch.tensor([g[0] * g[1] / 196 for g in grids])
+    assert 0.64 <= float(areas.min()) and float(areas.max()) <= 1.4 and abs(float(areas.mean()) - 1.0) < 0.02
+
+
+def test_ser_policy_ranks_draw_their_rows_of_one_global_batch() -> None:
+    policy = SERPairPolicy(create_group("p4m"), token_stride=4)
+    x = _smooth_images(8, 16)
+    whole = policy(x, generator=torch.Generator().manual_seed(5))
+    parts = [policy(x[4 * r: 4 * r + 4], torch.Generator().manual_seed(5), rank=r, world_size=2) for r in range(2)]
+    assert torch.equal(torch.cat([p.view2 for p in parts]), whole.view2)
+    assert torch.equal(torch.cat([p.g.tensor for p in parts]), whole.g.tensor)
+
+
+def test_registry_default_and_bad_combinations() -> None:
+    assert {"ser", "uniform"} <= set(list_view_policies())
+    assert default_view_policy(create_group("p4m")) == "ser"
+    assert default_view_policy(create_group("p4m*scale")) == "ser"
+    for name in ("c4", "flip", "p4m*so2", "scale"):
+        assert default_view_policy(create_group(name)) == "uniform"
+    with pytest.raises(ValueError, match="SER's group p4m or p4m\\*scale, got 'c4'"):
+        create_view_policy("ser", {"group": create_group("c4")})
+    policy = create_view_policy("uniform", {"group": create_group("c4"), "token_stride": 2, "unused": 1})
+    assert isinstance(policy, UniformPairPolicy) and policy.token_stride == 2
