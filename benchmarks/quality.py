@@ -19,7 +19,8 @@ from typing import Any
 
 from equireg.config import resolve_config
 from equireg.engine import Trainer
-from equireg.pipeline import evaluate_equivariance, evaluate_linear, evaluate_robustness, load_run, load_splits
+from equireg.data.splits import load_splits
+from equireg.pipeline import evaluate_equivariance, evaluate_linear, evaluate_robustness, load_run
 
 ARMS = {"moco": {"equiv.loss": "none"}, "moco+ser": {"equiv.loss": "ser"}}
 

@@ -36,7 +36,8 @@ class DataConfig(_Section):
 class BackboneConfig(_Section):
     name: str = "resnet18"
     cls_position: Literal["input", "after_equiv"] | None = Field(
-        None, description="ViT only: where [CLS] joins; None = the backbone's default (after_equiv, SER)"
+        None, description="ViT only: where [CLS] joins; None = the method's own architecture (SER and ser_arch: "
+        "after_equiv; the baseline and the comparison methods: input, a standard ViT)"
     )
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -50,15 +51,26 @@ class ObjectiveConfig(_Section):
 class EquivConfig(_Section):
     """The equivariance regularizer: which loss, group, layer, batch share and weight."""
 
-    loss: str = Field("ser", description="equivariance loss name, or 'none' for the invariant baseline")
+    loss: str = Field("ser", description="equivariance loss name; 'none' for the invariant baseline, 'ser_arch' for "
+                      "SER's architecture with lambda = 0 (the architecture control)")
     group: str = "p4m"
     group_kwargs: dict[str, Any] = Field(default_factory=dict)
     layer: int | None = Field(None, ge=1, description="ViT block k / CNN stage k (1-indexed); None = backbone default")
     b2_ratio: float = Field(0.25, gt=0.0, lt=1.0, description="share of each batch given equivariant views")
-    weight: float | None = Field(None, ge=0.0, description="lambda; None = the objective's SER default")
-    temperature: float | None = Field(None, gt=0.0, description="tau_eq; None = the objective's SER default")
-    shared_crop: bool = True
+    weight: float | None = Field(None, ge=0.0, description="lambda; None = the loss's own default (SER: per objective)")
+    temperature: float | None = Field(None, gt=0.0, description="tau_eq; None = the loss's own default")
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ViewsConfig(_Section):
+    """The crops of T and T_eq and the T_eq view policy."""
+
+    crop_min: float | None = Field(None, gt=0.0, le=1.0, description="RandomResizedCrop scale (crop_min, 1) of T and "
+                                   "T_eq's shared crop; None = the objective's official value (MoCo-v3, Barlow "
+                                   "Twins, SimCLR 0.08; DINO 0.25)")
+    equivariant: str | None = Field(None, description="T_eq view policy: None = 'ser' (SER's official views) for "
+                                    "p4m / p4m*scale, 'uniform' for other groups")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="options of the T_eq view policy")
 
 
 class OptimConfig(_Section):
@@ -102,6 +114,7 @@ class Config(_Section):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     equiv: EquivConfig = Field(default_factory=EquivConfig)
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -110,12 +123,8 @@ class Config(_Section):
     def _check_batch_split(self) -> Config:
         from equireg.augment import split_batch
 
-        _, b2 = split_batch(self.optim.batch_size, self.equiv.b2_ratio)
-        if self.equiv.loss != "none" and not 1 <= b2 < self.optim.batch_size:
-            raise ValueError(
-                f"equiv.b2_ratio={self.equiv.b2_ratio} gives {b2} equivariant images in a batch of "
-                f"{self.optim.batch_size}; need at least 1 and fewer than the batch"
-            )
+        if self.equiv.loss != "none":
+            split_batch(self.optim.batch_size, self.equiv.b2_ratio)  # raises ValueError naming the setting
         return self
 
 

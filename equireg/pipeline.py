@@ -1,7 +1,7 @@
-"""Glue between the pieces: the dataset splits of a run, loading a trained run, and its evaluations.
+"""Loading a trained run's backbone, and its evaluations.
 
-Evaluations read the frozen online backbone of the latest checkpoint and write ``eval/<kind>.json`` into the
-run directory, so ``equireg bench`` and the demo summary can collect them.
+Evaluations read the frozen online backbone of the latest checkpoint (built alone: no heads, losses or teacher)
+and write ``eval/<kind>.json`` into the run directory, so ``equireg bench`` and the demo summary can collect them.
 """
 
 from __future__ import annotations
@@ -13,46 +13,23 @@ from typing import Any
 
 import torch
 
+from equireg.backbones import Backbone
 from equireg.config import Config, ConfigError, resolve_config
-from equireg.data import ImageDataset, create_dataset
+from equireg.data.splits import Splits, load_splits
 from equireg.engine.checkpoint import CheckpointManager
-from equireg.recipe import SSLRecipe, build_recipe
-
-
-@dataclass
-class Splits:
-    """Pretraining images, the probe's training images (disjoint from them) and the test set."""
-
-    pretrain: ImageDataset
-    probe_train: ImageDataset
-    test: ImageDataset
-
-
-def load_splits(cfg: Config) -> Splits:
-    d = cfg.data
-    kwargs = dict(d.kwargs)
-    train = create_dataset(d.name, split="train", root=d.root, image_size=d.image_size, **kwargs)
-    test = create_dataset(d.name, split="test", root=d.root, image_size=d.image_size, **kwargs)
-    if d.train_subset is not None and d.train_subset < len(train):
-        pretrain, rest = train.split(d.train_subset, seed=cfg.train.seed)
-    else:
-        pretrain, rest = train, train
-    probe_train = rest if d.probe_train_size is None else rest.subset(min(d.probe_train_size, len(rest)), seed=1)
-    if d.test_size is not None and d.test_size < len(test):
-        test = test.subset(d.test_size, seed=2)
-    return Splits(pretrain, probe_train, test)
+from equireg.recipe import build_backbone
 
 
 @dataclass
 class LoadedRun:
     cfg: Config
-    recipe: SSLRecipe
+    backbone: Backbone
     run_dir: Path
     step: int
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a run's recipe from its ``config.yaml`` and load the latest checkpoint's weights."""
+    """Rebuild a run's online backbone from its ``config.yaml`` and load it from the latest checkpoint."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train one with `equireg train`")
@@ -60,10 +37,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     latest = CheckpointManager(run_dir / "checkpoints").load_latest()
     if latest is None:
         raise ConfigError(f"{run_dir} has no checkpoint yet")
-    recipe = build_recipe(cfg)
-    recipe.load_state_dict(latest["recipe"])
-    recipe.to(device).eval()
-    return LoadedRun(cfg, recipe, run_dir, int(latest["step"]))
+    backbone = build_backbone(cfg)
+    prefix = "backbone."
+    backbone.load_state_dict({k[len(prefix):]: v for k, v in latest["recipe"].items() if k.startswith(prefix)})
+    backbone.to(device).eval()
+    return LoadedRun(cfg, backbone, run_dir, int(latest["step"]))
 
 
 def _amp(cfg: Config) -> torch.dtype | None:
@@ -82,7 +60,7 @@ def evaluate_linear(run: LoadedRun, splits: Splits | None = None, save: bool = T
 
     splits = splits or load_splits(run.cfg)
     e = run.cfg.eval
-    backbone = run.recipe.backbone
+    backbone = run.backbone
     bs = e.batch_size
     tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
     te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
@@ -98,7 +76,7 @@ def evaluate_knn(run: LoadedRun, splits: Splits | None = None, save: bool = True
 
     splits = splits or load_splits(run.cfg)
     bs = run.cfg.eval.batch_size
-    backbone = run.recipe.backbone
+    backbone = run.backbone
     tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
     te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
     result = knn_classify(*tr, *te, k=run.cfg.eval.knn_k, num_classes=splits.test.num_classes)
@@ -124,8 +102,8 @@ def evaluate_equivariance(
         g = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
     n = min(cfg.eval.equiv_images, len(splits.test))
     images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False)
-    layer = layer or run.recipe.backbone.split_layer
-    result = equivariance_score(run.recipe.backbone, images, g, layer=layer, amp_dtype=None, max_images=n)
+    layer = layer or run.backbone.split_layer
+    result = equivariance_score(run.backbone, images, g, layer=layer, amp_dtype=None, max_images=n)
     if save:
         _save(run, "equivariance", result)
     return result
@@ -139,7 +117,7 @@ def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any
     probe = probe or evaluate_linear(run, splits, save=save)
     e = run.cfg.eval
     result = robustness(
-        run.recipe.backbone, probe.classifier, splits.test.batches(e.batch_size, shuffle=False, drop_last=False),
+        run.backbone, probe.classifier, splits.test.batches(e.batch_size, shuffle=False, drop_last=False),
         corruptions=e.robustness_corruptions or DEFAULT_CORRUPTIONS, severities=e.robustness_severities,
         amp_dtype=_amp(run.cfg), seed=run.cfg.train.seed,
     )

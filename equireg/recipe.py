@@ -1,11 +1,14 @@
 """The training recipe: backbone + invariant objective + (optional) equivariance loss, and one step's loss.
 
-With SER (the default),
-each batch is split into b1 images that get the ordinary SSL views (policy T) and b2 images that get
-equivariant views (policy T_eq: a shared crop, independent photometrics, group elements g_a, g_b). The
-embeddings of *both* parts enter the invariant loss (SER's "2-view" setting: every image has two views), and
-the b2 pair alone feeds the equivariance loss at the split layer: L = L_inv + λ·L_equiv. Other losses
-(AugSelf, EquiMod, E-SSL, STL) ask for other views through the :class:`EquivarianceLoss` interface.
+With SER (the default), each batch is split into b1 images that get the ordinary SSL views (policy T) and b2 images
+that get equivariant views (a T_eq view policy: a shared crop, independent photometrics, group elements g_a, g_b).
+The embeddings of *both* parts enter the invariant loss (SER's "2-view" setting: every image has two views), and
+the b2 pair alone feeds the equivariance loss at the split layer: L = L_inv + λ·L_equiv. Other losses (AugSelf,
+EquiMod, E-SSL, STL) ask for other views through the :class:`EquivarianceLoss` interface.
+
+Every default here has one owner: the objective class declares its official crop scale and ViT settings, the loss
+class its architecture ([CLS] position), λ and τ, the view-policy registry which T_eq suits a group, and
+:func:`split_batch` the b1/b2 split.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from equireg.augment import split_batch
-from equireg.backbones import Backbone, SplitOutput, create_backbone
+from equireg.augment import PairPolicy, SSLViewPolicy, create_view_policy, default_view_policy, split_batch
+from equireg.augment.views import CropConfig
+from equireg.backbones import Backbone, create_backbone
 from equireg.config import Config
-from equireg.equivariance import EQUIV_LOSSES, EquivarianceLoss, create_equiv_loss
+from equireg.equivariance import EquivarianceLoss, View, create_equiv_loss, equiv_loss_class
 from equireg.equivariance.context import StepContext
-from equireg.groups import Group, create_group
-from equireg.objectives import Objective, create_objective
+from equireg.groups import create_group
+from equireg.objectives import Objective, create_objective, objective_class
+
+FIRST, SECOND = (View.V1, View.EQ_A), (View.V2, View.EQ_B)  # the two "views" of the invariant loss
 
 
 @dataclass
@@ -31,20 +37,13 @@ class StepOutput:
     parts: dict[str, Tensor] = field(default_factory=dict)  # detached components for logging
 
 
-def _cat_outputs(outs: list[SplitOutput | None]) -> SplitOutput | None:
-    """Concatenate embeddings of several forward passes (the teacher's b1 and b2 views)."""
-    present = [o for o in outs if o is not None]
-    if not present:
-        return None
-    return SplitOutput(embedding=torch.cat([o.embedding for o in present]), feature_map=None, pooled=None)
-
-
 class SSLRecipe(nn.Module):
     """Owns the online backbone, the objective (heads, teacher, loss) and the equivariance loss.
 
     The recipe knows no method by name: the loss says what it needs (T_eq pairs on a b2 share, extra views,
-    layer-k outputs of some views, a different T policy) through the :class:`EquivarianceLoss` interface, and
-    reads it from a :class:`StepContext` that runs each forward pass at most once.
+    layer-k outputs of some views, a different T policy) through its declared attributes, and reads it from a
+    :class:`StepContext` that runs each forward pass at most once. ``rank``/``world_size`` (set by the trainer under
+    torchrun) make every policy draw for the global batch and keep this rank's rows.
     """
 
     def __init__(
@@ -53,74 +52,78 @@ class SSLRecipe(nn.Module):
         objective: Objective,
         views: Any,
         equiv_loss: EquivarianceLoss | None = None,
-        equiv_views: Any | None = None,
-        group: Group | None = None,
+        pair_policy: PairPolicy | None = None,
         b2_ratio: float = 0.25,
-        equiv_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if equiv_loss is not None and equiv_loss.uses_equivariant_pair and (equiv_views is None or group is None):
-            raise ValueError("an equivariance loss on T_eq pairs needs equivariant views and a group")
+        if equiv_loss is not None and equiv_loss.uses_pairs() and pair_policy is None:
+            raise ValueError("an equivariance loss on T_eq pairs needs an equivariant view policy")
         self.backbone = backbone
         self.objective = objective
         self.equiv_loss = equiv_loss
         self.views = equiv_loss.adapt_ssl_views(views) if equiv_loss is not None else views
-        self.equiv_views = equiv_views
-        self.group = group
+        self.pair_policy = pair_policy if equiv_loss is not None and equiv_loss.uses_pairs() else None
         self.b2_ratio = b2_ratio
-        self.equiv_weight = equiv_weight
+        self.rank, self.world_size = 0, 1
 
     @property
     def views_per_image(self) -> int:
         """Views each training image gets (2, plus a loss's extra views), for matching comparisons."""
         return 2 if self.equiv_loss is None else self.equiv_loss.views_per_image()
 
+    def describe(self) -> dict[str, Any]:
+        """What a result row must say to be attributable: architecture, views and their policy, sizes."""
+        loss = self.equiv_loss
+        return {
+            "cls_position": getattr(self.backbone, "cls_position", "n/a"),
+            "view_policy": self.pair_policy.name if self.pair_policy is not None else "none",
+            "views_per_image": self.views_per_image,
+            "crop_min": self.views.views[0].crop.scale[0] if hasattr(self.views, "views") else None,
+            "equiv_weight": loss.weight if loss is not None else None,
+            "split_layer": self.backbone.split_layer if loss is not None else None,
+            "num_layers": self.backbone.num_layers,
+            "params_total": _count(self.trainable_parameters()),
+            "params_backbone": _count(self.backbone.parameters()),
+            "params_equiv": _count(loss.parameters()) if loss is not None else 0,
+        }
+
     def split_sizes(self, batch: int) -> tuple[int, int]:
-        if self.equiv_loss is None or not self.equiv_loss.uses_equivariant_pair:
-            return batch, 0
-        b1, b2 = split_batch(batch, self.b2_ratio)
-        if b1 == 0:  # keep at least one ordinary SSL pair
-            b1, b2 = 1, batch - 1
-        return b1, b2
+        return split_batch(batch, self.b2_ratio) if self.pair_policy is not None else (batch, 0)
 
     def context(self, images: Tensor, generator: torch.Generator | None = None) -> StepContext:
         """Make every view of one step (in full precision) and wrap them in a lazy :class:`StepContext`."""
         b1, b2 = self.split_sizes(images.shape[0])
-        loss = self.equiv_loss
+        loss, shard = self.equiv_loss, {"rank": self.rank, "world_size": self.world_size}
         with torch.autocast(images.device.type, enabled=False):
-            pair = self.views(images[:b1], generator=generator)
-            views = {"v1": pair.view1, "v2": pair.view2}
-            ev = self.equiv_views(images[b1:], generator=generator) if b2 else None
-            if ev is not None:
-                views.update(eq_a=ev.view1, eq_b=ev.view2)
+            pair = self.views(images[:b1], generator=generator, **shard)
+            views: dict[str, Tensor] = {View.V1: pair.view1, View.V2: pair.view2}
+            eq = self.pair_policy(images[b1:], generator=generator, **shard) if b2 else None
+            if eq is not None:
+                views.update({View.EQ_A: eq.view1, View.EQ_B: eq.view2})
             if loss is not None:
-                views.update(loss.extra_views(images[:b1], generator=generator))
+                views.update(loss.extra_views(images[:b1], generator, **shard))
+        teacher = self.objective.teacher_backbone
         return StepContext(
-            backbone=self.backbone, objective=self.objective, views=views,
+            backbone=self.backbone, teacher=teacher, views=views,
             split_views=frozenset(loss.split_views) if loss is not None else frozenset(),
-            with_map=bool(loss is not None and loss.needs_maps),
-            with_pooled=bool(loss is not None and getattr(loss, "needs_pooled", False)),
-            ssl_pair=pair, group=self.group if ev is not None else None, g=ev.g if ev is not None else None,
+            reads=loss.reads if loss is not None else None,
+            teacher_maps=bool(loss is not None and loss.reads == "map" and teacher is not None),
+            ssl_pair=pair, pair=eq,
         )
 
     def forward(self, images: Tensor, progress: float, generator: torch.Generator | None = None) -> StepOutput:
         ctx = self.context(images, generator)
-        # invariant loss over every T / T_eq pair (SER's 2-view setting: the b2 images join it too)
-        # (passes run in a fixed order: pair by pair, online then teacher, so BN running statistics are reproducible)
-        pairs = [("v1", "v2")] + ([("eq_a", "eq_b")] if "eq_a" in ctx.views else [])
-        z1, z2, t1, t2 = [], [], [], []
-        for a, b in pairs:
-            z1.append(ctx.online(a).embedding)
-            z2.append(ctx.online(b).embedding)
-            t1.append(ctx.teacher(a))
-            t2.append(ctx.teacher(b))
+        # SER's 2-view setting: the b2 pair joins the invariant loss. Passes run in a fixed order (online first
+        # views, online second views, then the teacher's), so BatchNorm running statistics are reproducible.
+        z1, z2 = ctx.embeddings(FIRST), ctx.embeddings(SECOND)
+        t1, t2 = ctx.embeddings(FIRST, teacher=True), ctx.embeddings(SECOND, teacher=True)
         loss_equiv = self.equiv_loss.compute(ctx) if self.equiv_loss is not None else None
-        loss_inv = self.objective.loss(torch.cat(z1), torch.cat(z2), _cat_outputs(t1), _cat_outputs(t2), progress)
+        loss_inv = self.objective.loss(z1, z2, t1, t2, progress)
         parts: dict[str, Tensor] = {"loss_inv": loss_inv.detach()}
         loss = loss_inv
         if loss_equiv is not None:
             parts["loss_equiv"] = loss_equiv.detach()
-            loss = loss + self.equiv_weight * loss_equiv
+            loss = loss + self.equiv_loss.weight * loss_equiv  # type: ignore[union-attr]
         parts["loss"] = loss.detach()
         return StepOutput(loss=loss, parts=parts)
 
@@ -135,51 +138,57 @@ class SSLRecipe(nn.Module):
         self.objective.update_teacher(self.backbone, progress)
 
 
-def build_recipe(cfg: Config) -> SSLRecipe:
-    """Everything a run trains, from the config; raises ValueError (naming the choices) on bad names."""
-    from equireg.augment import EquivariantViewPolicy, SSLViewPolicy
+def _count(params: Any) -> int:
+    return sum(p.numel() for p in params)
 
-    bkw: dict[str, Any] = dict(cfg.backbone.kwargs)
-    bkw.setdefault("img_size", cfg.data.image_size)
-    if cfg.equiv.layer is not None:
-        bkw["split_layer"] = cfg.equiv.layer
-    if cfg.backbone.cls_position is not None:
-        bkw["cls_position"] = cfg.backbone.cls_position
+
+def _options(what: str, build: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a factory; a keyword it does not take is the user's mistake, reported with the option names."""
     try:
-        backbone = create_backbone(cfg.backbone.name, **bkw)
+        return build(*args, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"backbone {cfg.backbone.name!r} does not accept these options {sorted(bkw)}: {exc}") from None
+        raise ValueError(f"{what} does not accept these options {sorted(k for k in kwargs if k != 'context')}: "
+                         f"{exc}") from None
+
+
+def build_backbone(cfg: Config) -> Backbone:
+    """The online backbone a run trains (and evaluation loads): the method's architecture, the objective's ViT
+    settings, the split layer; ``backbone.kwargs`` and ``backbone.cls_position`` override them."""
+    loss_cls = equiv_loss_class(cfg.equiv.loss) if cfg.equiv.loss != "none" else None
+    context = {
+        "img_size": cfg.data.image_size, "split_layer": cfg.equiv.layer,
+        "cls_position": cfg.backbone.cls_position or (loss_cls.cls_position if loss_cls else "input"),
+        "vit_settings": objective_class(cfg.objective.name).vit_settings,
+    }
+    backbone = _options(f"backbone {cfg.backbone.name!r}", create_backbone, cfg.backbone.name, context=context,
+                        **cfg.backbone.kwargs)
     if cfg.equiv.layer is not None:
         backbone.check_layer(cfg.equiv.layer)
-    objective = create_objective(cfg.objective.name, backbone=backbone, **cfg.objective.kwargs)
-    views = SSLViewPolicy(output_size=cfg.data.image_size)
+    return backbone
+
+
+def build_recipe(cfg: Config) -> SSLRecipe:
+    """Everything a run trains, from the config; raises ValueError (naming the choices) on bad names or options."""
+    backbone = build_backbone(cfg)
+    objective = _options(f"objective {cfg.objective.name!r}", create_objective, cfg.objective.name,
+                         backbone=backbone, **cfg.objective.kwargs)
+    crop_min = cfg.views.crop_min or type(objective).crop_min
+    views = SSLViewPolicy(output_size=cfg.data.image_size, crop_min=crop_min)
     if cfg.equiv.loss == "none":
         return SSLRecipe(backbone, objective, views)
-    follows = getattr(EQUIV_LOSSES.get(cfg.equiv.loss), "follows_objective_defaults", True)
-    ekw = dict(cfg.equiv.kwargs)
-    if cfg.equiv.temperature is not None or follows:
-        ekw.setdefault("temperature", cfg.equiv.temperature or objective.default_equiv_temperature)
-    info = backbone.info(backbone.split_layer)
-    try:
-        equiv_loss = create_equiv_loss(cfg.equiv.loss, in_channels=_equiv_in_channels(backbone, cfg.equiv.loss), **ekw)
-    except TypeError as exc:
-        raise ValueError(f"equivariance loss {cfg.equiv.loss!r} does not accept these options {sorted(ekw)}: {exc}") from None
-    equiv_loss.bind(backbone, cfg.data.image_size, views)
-    group = equiv_views = None
-    if equiv_loss.uses_equivariant_pair:
+    loss_cls = equiv_loss_class(cfg.equiv.loss)
+    last = backbone.split_layer == backbone.num_layers
+    in_channels = backbone.embed_dim if loss_cls.reads == "vector" and last else backbone.info().channels
+    context = {"in_channels": in_channels, "objective": cfg.objective.name, "backbone": backbone,
+               "image_size": cfg.data.image_size, "ssl_views": views}
+    user = {**cfg.equiv.kwargs, "weight": cfg.equiv.weight, "temperature": cfg.equiv.temperature}
+    equiv_loss = _options(f"equivariance loss {cfg.equiv.loss!r}", create_equiv_loss, cfg.equiv.loss,
+                          context=context, **user)
+    pair_policy = None
+    if loss_cls.uses_pairs():
         group = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
-        equiv_views = EquivariantViewPolicy(group, token_stride=info.stride, shared_crop=cfg.equiv.shared_crop)
-    if cfg.equiv.weight is not None:
-        weight = cfg.equiv.weight
-    else:
-        weight = objective.default_equiv_lambda if follows else equiv_loss.default_weight
-    return SSLRecipe(backbone, objective, views, equiv_loss, equiv_views, group, cfg.equiv.b2_ratio, weight)
-
-
-def _equiv_in_channels(backbone: Backbone, loss_name: str) -> int:
-    """Width of what the loss reads: the layer-k map's channels, or the final embedding's width for vector losses
-    at the last layer (the coupled setting reads the final embedding; see ``StepContext.representation``)."""
-    reads_vector = not getattr(EQUIV_LOSSES.get(loss_name), "needs_maps", True)
-    if reads_vector and backbone.split_layer == backbone.num_layers:
-        return backbone.embed_dim
-    return backbone.info(backbone.split_layer).channels
+        name = cfg.views.equivariant or default_view_policy(group)
+        context = {"group": group, "token_stride": backbone.info().stride, "output_size": cfg.data.image_size,
+                   "crop": CropConfig(scale=(crop_min, 1.0))}
+        pair_policy = _options(f"view policy {name!r}", create_view_policy, name, context=context, **cfg.views.kwargs)
+    return SSLRecipe(backbone, objective, views, equiv_loss, pair_policy, cfg.equiv.b2_ratio)

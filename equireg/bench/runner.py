@@ -37,14 +37,15 @@ class BenchSummary:
     not_started: list[str] = field(default_factory=list)
 
 
+RECIPE_KEYS = ("cls_position", "view_policy", "views_per_image", "crop_min", "equiv_weight", "split_layer",
+               "num_layers", "params_total", "params_backbone", "params_equiv")
+"""What each run's train_summary.json records about its recipe (SSLRecipe.describe) and every result row repeats."""
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
-
-
-def _count(params: Any) -> int:
-    return int(sum(p.numel() for p in params if p.requires_grad))
 
 
 class _SplitCache:
@@ -54,7 +55,7 @@ class _SplitCache:
         self._cache: dict[str, Any] = {}
 
     def get(self, cfg: Config) -> Any:
-        from equireg.pipeline import load_splits
+        from equireg.data.splits import load_splits
 
         key = cfg.data.model_dump_json() + f"|{cfg.train.seed}"
         if key not in self._cache:
@@ -77,7 +78,6 @@ def _train(cfg: Config, splits: Any, progress: bool) -> dict[str, Any]:
     trainer = Trainer(cfg, resume=latest is not None, progress=progress, dataset=splits.pretrain)
     result = trainer.fit()
     summary = json.loads(summary_file.read_text())
-    summary["views_per_image"] = trainer.recipe.views_per_image
     summary["resumed_from"] = result.resumed_from
     return summary
 
@@ -86,16 +86,7 @@ def _evaluate(cell: Cell, spec: BenchSpec, cfg: Config, splits: Any) -> dict[str
     from equireg.pipeline import evaluate_equivariance, evaluate_linear, evaluate_robustness, load_run
 
     run = load_run(cfg.train.run_dir, device=_device(cfg))
-    recipe = run.recipe
-    out: dict[str, Any] = {
-        "views_per_image": recipe.views_per_image,
-        "equiv_weight": recipe.equiv_weight if recipe.equiv_loss is not None else None,
-        "params_total": _count(recipe.trainable_parameters()),
-        "params_backbone": _count(recipe.backbone.parameters()),
-        "params_equiv": _count(recipe.equiv_loss.parameters()) if recipe.equiv_loss is not None else 0,
-        "split_layer": recipe.backbone.split_layer if recipe.equiv_loss is not None else None,
-        "num_layers": recipe.backbone.num_layers,
-    }
+    out: dict[str, Any] = {}
     t0 = time.perf_counter()
     probe = None
     if "linear" in spec.evaluate or "robustness" in spec.evaluate:
@@ -139,6 +130,7 @@ def run_cell(cell: Cell, spec: BenchSpec, out_dir: Path, splits_cache: _SplitCac
         "train": {"wall_seconds": train.get("wall_seconds"), "images_per_second": train.get("images_per_second"),
                   "final_loss": train.get("final_loss"), "resumed_from": train.get("resumed_from", 0),
                   "this_attempt_seconds": train_s},
+        **{key: train.get(key) for key in RECIPE_KEYS},
         **_evaluate(cell, spec, cfg, splits),
     }
     write_json_atomic(run_dir / RESULT_FILE, result)

@@ -143,9 +143,9 @@ class Cell:
 
 
 def uses_equivariant_pair(loss: str) -> bool:
-    from equireg.equivariance import EQUIV_LOSSES
+    from equireg.equivariance import equiv_loss_class
 
-    return bool(getattr(EQUIV_LOSSES.get(loss), "uses_equivariant_pair", True))
+    return equiv_loss_class(loss).uses_pairs()
 
 
 def expand_cells(spec: BenchSpec) -> list[Cell]:

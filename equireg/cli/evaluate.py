@@ -75,9 +75,10 @@ def robustness(run_dir: Path = RunArg) -> None:
 def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")) -> dict[str, object]:
     """Run the chosen evaluations and print one summary table (the demo's closing output)."""
     from equireg import pipeline
+    from equireg.data.splits import load_splits
 
     run = _load(run_dir)
-    splits = pipeline.load_splits(run.cfg)
+    splits = load_splits(run.cfg)
     results: dict[str, object] = {}
     if "linear" in kinds or "robustness" in kinds:
         results["linear"] = pipeline.evaluate_linear(run, splits)

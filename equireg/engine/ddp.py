@@ -3,8 +3,9 @@ whose random parameters are drawn for the *global* batch.
 
 Why the views are drawn globally: with per-rank generators, a run on N ranks draws different crops, colours and
 group elements than a single process on the same N·B images, so no single-process run reproduces it. Here every
-rank seeds the same step generator and calls the view policies with ``rank``/``world_size``: they sample the
-parameters of all N·B rows and keep the rank's rows ``[rank·B, (rank+1)·B)``. Sampling parameters costs
+rank seeds the same step generator and the recipe (``recipe.rank``/``recipe.world_size``) calls every view policy
+with ``rank``/``world_size``: they sample the parameters of all N·B rows and keep the rank's rows
+``[rank·B, (rank+1)·B)``. Sampling parameters costs
 microseconds; only the rank's own rows are rendered. With
 synchronised BatchNorm (the statistics of the global batch) and the gradient-carrying gathers of
 :mod:`equireg.distributed`, one step on N ranks then equals one step of a single process on the global batch
@@ -16,11 +17,9 @@ NCCL, one device per ``LOCAL_RANK`` and ``torch.nn.SyncBatchNorm``.
 
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -32,10 +31,8 @@ from equireg import distributed as dist
 __all__ = [
     "DistContext",
     "GlobalBatchNorm",
-    "RankViews",
     "convert_batchnorm",
     "setup_distributed",
-    "shard_views",
     "torchrun_world_size",
     "wrap_ddp",
 ]
@@ -174,40 +171,6 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
         if new_child is not child:
             setattr(module, name, new_child)
     return module
-
-
-# --- views whose parameters are drawn for the global batch --------------------------------------------------------
-
-
-class RankViews:
-    """A view policy called with this rank's place in the global batch (``rank=``, ``world_size=``), so it draws
-    every per-sample parameter for all ranks' rows and renders only its own. Other attributes pass through."""
-
-    def __init__(self, policy: Any, rank: int, world_size: int) -> None:
-        self.policy, self.rank, self.world_size = policy, rank, world_size
-
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Any:
-        return self.policy(images, generator, rank=self.rank, world_size=self.world_size)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["policy"], name)
-
-
-def shard_views(policy: Any, rank: int, world_size: int) -> Any:
-    """``policy`` drawing for the global batch when it supports ``rank``/``world_size`` keywords (both built-in
-    policies do); other policies are returned unchanged with a warning, since their per-rank draws then differ
-    from a single-process run on the global batch."""
-    if policy is None or world_size == 1:
-        return policy
-    try:
-        params = inspect.signature(policy.__call__).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    if "rank" in params and "world_size" in params:
-        return RankViews(policy, rank, world_size)
-    warnings.warn(f"view policy {type(policy).__name__} takes no rank/world_size: each rank draws its own views, "
-                  f"so a distributed run will not equal a single-process run on the global batch", stacklevel=2)
-    return policy
 
 
 def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:

@@ -192,17 +192,16 @@ class Trainer:
         seed_everything(cfg.train.seed)  # the same initial weights on every rank
         with _options_error("the recipe (backbone/objective/equiv kwargs)"):
             self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)
-        group = getattr(self.recipe, "group", None)
+        group = self.recipe.pair_policy.group if self.recipe.pair_policy is not None else None
         if group is not None:  # a plug-in group that breaks a law would train silently wrong; ~10-50 ms
             verify_group(group)
         if self.world > 1:
             ddp.convert_batchnorm(self.recipe, self.device)
-            self.recipe.views = ddp.shard_views(self.recipe.views, self.rank, self.world)
-            self.recipe.equiv_views = ddp.shard_views(self.recipe.equiv_views, self.rank, self.world)
+            self.recipe.rank, self.recipe.world_size = self.rank, self.world  # views drawn for the global batch
         if cfg.train.channels_last and self.recipe.backbone.family == "cnn":
             self.recipe.to(memory_format=torch.channels_last)
         if dataset is None:
-            from equireg.pipeline import load_splits
+            from equireg.data.splits import load_splits
 
             with _data_errors(cfg.data.name, cfg.data.root):
                 dataset = load_splits(cfg).pretrain
@@ -300,7 +299,8 @@ class Trainer:
         result = TrainResult(str(self.run_dir), step, last_loss, images_seen * self.world / max(wall, 1e-9), wall,
                              self.start_step, self.world)
         if self.rank == 0:
-            (self.run_dir / "train_summary.json").write_text(json.dumps(asdict(result), indent=2))
+            summary = {**asdict(result), **self.recipe.describe()}
+            (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return result
 
     def train_step(self, images: torch.Tensor, step: int) -> tuple[float, float, dict[str, float]]:

@@ -4,14 +4,17 @@ For each active task k a head φ_k reads the concatenated layer-k representation
 predicts ω_k(t1) − ω_k(t2) (methods.md §2.1); the loss is symmetrised by also feeding [y2; y1] against the
 opposite differences, and L = Σ_k w_k · L_k:
 
-* ``crop`` (4): Δ(centre y, centre x, height, width) of the crop boxes, x-centre mirrored when flipped — MSE(tanh p, Δ);
-* ``color`` (4): Δ of the normalised (brightness, contrast, saturation, hue) factors — MSE(tanh p, Δ);
-* ``flip`` (1): "same flip?" — BCE;  ``blur`` (1): Δσ — MSE;  ``sol`` (1): Δ solarize flag — MSE;
-* ``rot`` (4): (r1 − r2) mod 4 — cross-entropy; this option rotates both T views by random multiples of 90°.
+* ``crop`` (4): Δ(centre y, centre x, height, width) of the crop boxes, x-centre mirrored when flipped;
+* ``color`` (4): Δ of the normalised (brightness, contrast, saturation, hue) factors;
+* ``blur`` (1): Δσ;  ``sol`` (1): Δ solarize flag;
+* every regression task above is MSE(tanh p, Δ), as the official ``SSObjective`` does for all of them;
+* ``flip`` (1): "same flip?" — BCE;  ``rot`` (4): (r1 − r2) mod 4 — cross-entropy; this option rotates both T
+  views by random multiples of 90°.
 
-Defaults follow the official ResNet-18 runs (``--ss-crop 1.0 --ss-color 1.0``, heads 2d→512→512→n with BN+ReLU,
-λ = 1). Decoupled as in SER's branch: y is the layer-k vector through its own LayerNorm; at the last layer it is
-the final embedding (the coupled setting).
+Defaults follow the official ResNet-18 runs (``--ss-crop 1.0 --ss-color 1.0``, heads 2d→512→512→n with bias-free
+hidden Linears + BN + ReLU and a biased last Linear, λ = 1). Decoupled as in SER's branch: y is the layer-k vector
+(on a standard ViT the intermediate [CLS] through its own LayerNorm); at the last layer it is the final embedding
+(the coupled setting).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch import Tensor, nn
 
 from equireg.augment import ViewParams, augself_targets
 from equireg.augment.views import rank_rows
-from equireg.equivariance.base import EquivarianceLoss, register_equiv_loss
+from equireg.equivariance.base import EquivarianceLoss, View, register_equiv_loss
 from equireg.equivariance.context import StepContext
 from equireg.equivariance.heads import mlp
 
@@ -73,14 +76,15 @@ class RotatedPairPolicy:
         return f"RotatedPairPolicy({self.policy!r})"
 
 
+REGRESSION_TASKS = ("crop", "color", "blur", "sol")
+
+
 def augself_task_loss(task: str, prediction: Tensor, target: Tensor) -> Tensor:
     """The per-task loss of the official code (targets as built by :func:`augself_targets`)."""
-    if task in ("crop", "color"):
+    if task in REGRESSION_TASKS:
         return F.mse_loss(torch.tanh(prediction), target)
     if task == "flip":
         return F.binary_cross_entropy_with_logits(prediction, target)
-    if task in ("blur", "sol"):
-        return F.mse_loss(prediction, target)
     if task == "rot":
         return F.cross_entropy(prediction, target.long())
     raise ValueError(f"unknown AugSelf task {task!r}; expected one of {sorted(TASK_SIZES)}")
@@ -96,14 +100,11 @@ class AugSelfLoss(EquivarianceLoss):
         hidden_dim: width of the heads' two hidden layers (512 in the official code).
         jitter_strength: T's (brightness, contrast, saturation, hue) jitter, for normalising colour targets.
         mirror_with_first_flip: reproduce the official quirk that mirrors both x-centres with view 1's flip.
+        weight: λ of the whole term (1.0).
     """
 
-    needs_maps = False
-    needs_pooled = True
-    uses_equivariant_pair = False
-    split_views = ("v1", "v2")
-    follows_objective_defaults = False
-    default_weight = 1.0
+    reads = "vector"
+    split_views = (View.V1, View.V2)
 
     def __init__(
         self,
@@ -112,8 +113,9 @@ class AugSelfLoss(EquivarianceLoss):
         hidden_dim: int = 512,
         jitter_strength: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
         mirror_with_first_flip: bool = False,
+        weight: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(weight)
         weights = {"crop": 1.0, "color": 1.0} if weights is None else dict(weights)
         unknown = sorted(set(weights) - set(TASK_SIZES))
         if unknown or not weights:
@@ -122,7 +124,7 @@ class AugSelfLoss(EquivarianceLoss):
             raise ValueError(f"augself task weights must be >= 0, got {weights}")
         self.weights = {k: float(w) for k, w in weights.items() if w > 0}
         self.heads = nn.ModuleDict(
-            {k: mlp([2 * in_channels, hidden_dim, hidden_dim, TASK_SIZES[k]]) for k in self.weights}
+            {k: mlp([2 * in_channels, hidden_dim, hidden_dim, TASK_SIZES[k]], hidden_bias=False) for k in self.weights}
         )
         self.jitter_strength = tuple(jitter_strength)
         self.mirror_with_first_flip = mirror_with_first_flip
@@ -154,4 +156,5 @@ class AugSelfLoss(EquivarianceLoss):
     def compute(self, ctx: StepContext) -> Tensor:
         pair = ctx.ssl_pair
         rotations = getattr(pair, "rotations", None)
-        return self.loss_from(ctx.representation("v1"), ctx.representation("v2"), (pair.params1, pair.params2), rotations)
+        return self.loss_from(ctx.representation(View.V1), ctx.representation(View.V2), (pair.params1, pair.params2),
+                              rotations)

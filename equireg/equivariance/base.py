@@ -1,15 +1,17 @@
-"""The equivariance-loss contract and its registry.
+"""The equivariance-loss contract, the names of a step's views, and the registry.
 
-An equivariance loss reads one training step's equivariant pair through :class:`EquivBatch` and returns a
-scalar. Losses are registered like every other plug-in (``@register_equiv_loss("name")``) and built with
-``create_equiv_loss(name, in_channels=..., **kwargs)``; the recipe adds ``weight * loss`` to the invariant
-objective.
+An equivariance loss reads one training step through a :class:`StepContext` (SER: its equivariant pair as an
+:class:`EquivBatch`) and returns a scalar. Losses are registered classes (``@register_equiv_loss("name")`` on an
+:class:`EquivarianceLoss` subclass) built with ``create_equiv_loss(name, context, **options)``; each owns its weight
+λ (and SER its per-objective λ and τ), and the recipe adds ``loss.weight * loss`` to the invariant objective.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +21,20 @@ from equireg.registry import Registry
 
 if TYPE_CHECKING:
     from equireg.equivariance.context import StepContext
+
+
+class View(str, Enum):
+    """Names of a step's views (a loss's extra views are named here too, so no name is a loose string)."""
+
+    V1 = "v1"  # T pair of the b1 images
+    V2 = "v2"
+    EQ_A = "eq_a"  # T_eq pair of the b2 images
+    EQ_B = "eq_b"
+    X0 = "x0"  # EquiMod: the images as loaded
+    ROT = "rot"  # E-SSL: four rotations of one small crop
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -38,57 +54,75 @@ class EquivBatch:
 
 
 class EquivarianceLoss(nn.Module):
-    """Base class: ``forward(batch: EquivBatch) -> Tensor``; ``needs_maps`` says whether layer-k maps are read.
+    """Base class of the equivariance losses; the recipe adds ``loss.weight * loss.compute(ctx)`` to L_inv.
 
-    The class attributes and hooks below tell the recipe what a loss needs, so the recipe has no per-method
-    branches (the defaults describe SER):
+    What the recipe reads off the class before building anything (declared, so the recipe has no per-method
+    branches; the defaults describe SER):
 
-    * ``uses_equivariant_pair``: split each batch and give the b2 share T_eq pairs (views ``eq_a``/``eq_b``);
-    * ``split_views``: views whose layer-k outputs the loss reads (the online forward of these returns maps /
-      pooled vectors as ``needs_maps`` / ``needs_pooled`` say; the others only their embedding);
-    * ``extra_views_per_image``: views beyond the two per image (E-SSL 4, EquiMod 1), for reports;
-    * ``follows_objective_defaults``: take λ and τ from the objective's SER defaults (else ``default_weight``
-      and the loss's own temperature default);
-    * :meth:`bind`, :meth:`adapt_ssl_views`, :meth:`extra_views`, :meth:`compute`: see each.
+    * ``reads``: ``"map"`` (the layer-k spatial map) or ``"vector"`` (the layer-k vector: the intermediate [CLS]
+      through its own LayerNorm, pooled tokens/stage, or the final embedding when k is the last layer);
+    * ``split_views``: the views whose layer-k outputs it reads; :attr:`View.EQ_A`/:attr:`View.EQ_B` there means the
+      loss uses T_eq pairs on a b2 share of each batch;
+    * ``cls_position``: the ViT architecture the method was published with (``"after_equiv"`` for SER's late
+      [CLS], ``"input"`` for a standard ViT);
+    * ``extra_views_per_image``: views beyond the two per image (E-SSL 4, EquiMod 1), for matched comparisons.
+
+    Hooks: :meth:`adapt_ssl_views` (once, at build time), :meth:`extra_views` (per step) and :meth:`compute`.
+    Factories receive context for the parameters they declare: ``in_channels`` (width of what ``reads`` gives),
+    ``objective`` (the invariant objective's name), ``backbone``, ``image_size``, ``ssl_views`` (the T policy).
     """
 
-    needs_maps: bool = True
-    needs_pooled: bool = False
-    uses_equivariant_pair: ClassVar[bool] = True
-    split_views: ClassVar[tuple[str, ...]] = ("eq_a", "eq_b")
+    reads: ClassVar[Literal["map", "vector"]] = "map"
+    split_views: ClassVar[tuple[str, ...]] = (View.EQ_A, View.EQ_B)
+    cls_position: ClassVar[Literal["input", "after_equiv"]] = "input"
     extra_views_per_image: ClassVar[int] = 0
-    follows_objective_defaults: ClassVar[bool] = True
-    default_weight: ClassVar[float] = 1.0
 
-    def forward(self, batch: EquivBatch) -> Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"{type(self).__name__}: weight must be >= 0, got {weight}")
+        self.weight = float(weight)
 
-    def bind(self, backbone: nn.Module, image_size: int, ssl_views: Any) -> None:
-        """Called once by ``build_recipe`` with the backbone, image side and T policy (e.g. parameter stats)."""
-
-    def adapt_ssl_views(self, views: Any) -> Any:
-        """The T policy to use instead of ``views`` (STL aligns transforms across image pairs); default: as is."""
-        return views
-
-    def extra_views(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Additional named inputs made from the step's (non-b2) images, forwarded lazily by the context."""
-        return {}
-
-    def compute(self, ctx: StepContext) -> Tensor:
-        """The loss of one step from the shared :class:`StepContext` (SER: from its equivariant pair)."""
-        return self(ctx.equiv_batch())
+    @classmethod
+    def uses_pairs(cls) -> bool:
+        """Whether each batch is split and its b2 share gets T_eq pairs."""
+        return View.EQ_A in cls.split_views
 
     @classmethod
     def views_per_image(cls) -> int:
         return 2 + cls.extra_views_per_image
 
+    def adapt_ssl_views(self, views: Any) -> Any:
+        """The T policy to use instead of ``views`` (STL aligns transforms across image pairs); default: as is."""
+        return views
 
-EQUIV_LOSSES: Registry[EquivarianceLoss] = Registry("equivariance loss", entry_point_group="equireg.equiv_losses")
+    def extra_views(self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0,
+                    world_size: int = 1) -> dict[str, Tensor]:
+        """Additional named inputs made from the step's b1 images (drawn for the global batch under DDP)."""
+        return {}
+
+    def compute(self, ctx: StepContext) -> Tensor | None:
+        """The loss of one step from the shared :class:`StepContext` (SER: from its equivariant pair); None when
+        the method adds no term (the architecture-control arm)."""
+        return self(ctx.equiv_batch())
+
+    def forward(self, batch: EquivBatch) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+EQUIV_LOSSES: Registry[EquivarianceLoss] = Registry("equivariance loss", entry_point_group="equireg.equiv_losses",
+                                                    base=EquivarianceLoss)
 register_equiv_loss = EQUIV_LOSSES.register
 
 
-def create_equiv_loss(name: str, **kwargs: Any) -> EquivarianceLoss:
-    return EQUIV_LOSSES.create(name, **kwargs)
+def create_equiv_loss(name: str, context: Mapping[str, Any] | None = None, **kwargs: Any) -> EquivarianceLoss:
+    """Build a registered loss with the user's options and the framework's ``context`` (module docstring)."""
+    return EQUIV_LOSSES.create(name, context, **kwargs)
+
+
+def equiv_loss_class(name: str) -> type[EquivarianceLoss]:
+    """The registered class of loss ``name``, whose declared attributes the recipe reads before building it."""
+    return EQUIV_LOSSES.get(name)  # type: ignore[return-value]
 
 
 def list_equiv_losses(pattern: str = "*") -> list[str]:

@@ -9,14 +9,14 @@ vector through its own LayerNorm (the final embedding at the last layer). Each i
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equireg.augment import CropConfig, PhotometricConfig, ViewAugmentation
-from equireg.equivariance.base import EquivarianceLoss, register_equiv_loss
+from equireg.augment.views import rank_rows
+from equireg.equivariance.base import EquivarianceLoss, View, register_equiv_loss
 from equireg.equivariance.context import StepContext
 from equireg.equivariance.heads import mlp
 
@@ -37,46 +37,41 @@ class ESSLLoss(EquivarianceLoss):
         hidden_dim: the head's hidden width (2048).
         crop_size: side of the small crops (default: half the image side, a multiple of the ViT patch size).
         crop_scale: area range of the small crops ((0.2, 1.0) on CIFAR; (0.05, 0.14) at 96 px on ImageNet).
+        image_size, backbone: context, to size the crops (half the image, a multiple of a ViT's patch).
+        weight: λ (0.4).
     """
 
-    needs_maps = False
-    needs_pooled = True
-    uses_equivariant_pair = False
-    split_views = ("rot",)
+    reads = "vector"
+    split_views = (View.ROT,)
     extra_views_per_image = 4
-    follows_objective_defaults = False
-    default_weight = 0.4
 
     def __init__(
         self,
         in_channels: int,
+        image_size: int = 32,
+        backbone: nn.Module | None = None,
         hidden_dim: int = 2048,
         crop_size: int | None = None,
         crop_scale: tuple[float, float] = (0.2, 1.0),
+        weight: float = 0.4,
     ) -> None:
-        super().__init__()
+        super().__init__(weight)
         if crop_size is not None and crop_size < 1:
             raise ValueError(f"essl crop_size must be >= 1, got {crop_size}")
         self.head = mlp([in_channels, hidden_dim, hidden_dim, 4], norm="ln")
-        self.crop_size = crop_size
-        self.crop_scale = tuple(crop_scale)
-        self._crops: ViewAugmentation | None = None
-
-    def bind(self, backbone: nn.Module, image_size: int, ssl_views: Any) -> None:
-        if self.crop_size is None:
+        if crop_size is None:  # half the image side, a multiple of a ViT's patch
             patch = int(getattr(backbone, "patch_size", 1) or 1)
-            self.crop_size = max(patch, (image_size // 2) // patch * patch)
+            crop_size = max(patch, (image_size // 2) // patch * patch)
+        self.crop_size = crop_size
+        photometric = PhotometricConfig(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, blur_p=0.0)
+        self.crops = ViewAugmentation(CropConfig(scale=tuple(crop_scale)), photometric, output_size=crop_size)  # type: ignore[arg-type]
 
-    def crop_policy(self, image_side: int) -> ViewAugmentation:
-        if self._crops is None:
-            photometric = PhotometricConfig(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, blur_p=0.0)
-            size = self.crop_size or max(1, image_side // 2)
-            self._crops = ViewAugmentation(CropConfig(scale=self.crop_scale), photometric, output_size=size)  # type: ignore[arg-type]
-        return self._crops
-
-    def extra_views(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        crops, _ = self.crop_policy(int(images.shape[-1]))(images, generator)
-        return {"rot": four_rotations(crops)[0]}
+    def extra_views(self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0,
+                    world_size: int = 1) -> dict[str, Tensor]:
+        hw = (int(images.shape[-2]), int(images.shape[-1]))
+        rows = rank_rows(images.shape[0], rank, world_size)
+        params = self.crops.sample(images.shape[0] * world_size, hw, generator)[rows].to(images.device)
+        return {View.ROT: four_rotations(self.crops.apply(images, params))[0]}
 
     def loss_from(self, representation: Tensor) -> Tensor:
         """CE of the head on representations (4B, d) ordered as :func:`four_rotations` orders its batch."""
@@ -86,4 +81,4 @@ class ESSLLoss(EquivarianceLoss):
         return F.cross_entropy(self.head(representation.float()), labels)
 
     def compute(self, ctx: StepContext) -> Tensor:
-        return self.loss_from(ctx.representation("rot"))
+        return self.loss_from(ctx.representation(View.ROT))

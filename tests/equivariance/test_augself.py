@@ -105,9 +105,9 @@ def test_recipe_rejects_options_the_loss_does_not_have(tmp_path: Path) -> None:
     cfg = tiny_run_config(tmp_path, "augself", "moco", {"hidden_dim": 8}, **{"equiv.temperature": 0.3})
     with pytest.raises(ValueError, match="augself.*temperature"):
         build_recipe(cfg)
-    # without the flag the method's own defaults apply (not the objective's SER λ)
+    # without the flag the method's own defaults apply (λ = 1, not SER's per-objective λ)
     recipe = build_recipe(tiny_run_config(tmp_path, "augself", "moco", {"hidden_dim": 8}, **{"equiv.layer": 2}))
-    assert recipe.equiv_weight == AugSelfLoss.default_weight and recipe.group is None and recipe.equiv_views is None
+    assert recipe.equiv_loss.weight == 1.0 and recipe.pair_policy is None
 
 
 def test_rotated_policy_ranks_draw_their_rows_of_the_global_batch() -> None:

@@ -47,7 +47,7 @@ def test_loss_matches_reference() -> None:
 def test_trains_with_every_objective(tmp_path: Path, objective: str) -> None:
     trainer = train_briefly(tmp_path, "essl", objective, {"hidden_dim": 8})
     recipe = trainer.recipe
-    assert recipe.views_per_image == 6 and recipe.equiv_weight == pytest.approx(0.4)
+    assert recipe.views_per_image == 6 and recipe.equiv_loss.weight == pytest.approx(0.4)
     ctx = recipe.context(torch.rand(4, 3, 16, 16), torch.Generator().manual_seed(0))
     assert ctx.views["rot"].shape == (16, 3, 8, 8)  # 4 crops of half the side, 4 rotations each
     assert math.isfinite(float(recipe.equiv_loss.compute(ctx).detach()))

@@ -1,0 +1,39 @@
+"""The three image sets of a run: pretraining images, the probe's training images (disjoint from them) and the test
+set, from the run's data settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from equireg.data.base import ImageDataset
+from equireg.data.registry import create_dataset
+
+if TYPE_CHECKING:
+    from equireg.config import Config
+
+
+@dataclass
+class Splits:
+    """Pretraining images, the probe's training images (disjoint from them) and the test set."""
+
+    pretrain: ImageDataset
+    probe_train: ImageDataset
+    test: ImageDataset
+
+
+def load_splits(cfg: Config) -> Splits:
+    """Split the training set into ``data.train_subset`` pretraining images and the rest (seeded by the run's seed),
+    take ``data.probe_train_size`` of the rest for the probe, and ``data.test_size`` test images."""
+    d = cfg.data
+    kwargs = dict(d.kwargs)
+    train = create_dataset(d.name, split="train", root=d.root, image_size=d.image_size, **kwargs)
+    test = create_dataset(d.name, split="test", root=d.root, image_size=d.image_size, **kwargs)
+    if d.train_subset is not None and d.train_subset < len(train):
+        pretrain, rest = train.split(d.train_subset, seed=cfg.train.seed)
+    else:
+        pretrain, rest = train, train
+    probe_train = rest if d.probe_train_size is None else rest.subset(min(d.probe_train_size, len(rest)), seed=1)
+    if d.test_size is not None and d.test_size < len(test):
+        test = test.subset(d.test_size, seed=2)
+    return Splits(pretrain, probe_train, test)
