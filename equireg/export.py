@@ -33,6 +33,8 @@ from timm.layers import resample_abs_pos_embed
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import VisionTransformer
 
+from equireg.backbones.vit import POS_RESAMPLES, resample_pos_official
+
 EXPORT_FORMATS = ("timm",)
 CONTAINERS = {".safetensors": "safetensors", ".pth": "torch", ".pt": "torch"}
 METADATA_FORMAT = "equireg-timm/1"
@@ -49,13 +51,15 @@ class LateClsVisionTransformer(VisionTransformer):
     ``forward_intermediates`` behave as timm's, with the [CLS] where SER puts it."""
 
     cls_insert_after: int
+    pos_resample: str
 
-    def __init__(self, *args: Any, cls_insert_after: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, cls_insert_after: int, pos_resample: str = "official", **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "class_token": True, "no_embed_class": True})
-        self._set_insertion(cls_insert_after)
+        self._set_insertion(cls_insert_after, pos_resample)
 
     @classmethod
-    def from_timm(cls, model_name: str, cls_insert_after: int, **kwargs: Any) -> LateClsVisionTransformer:
+    def from_timm(cls, model_name: str, cls_insert_after: int, pos_resample: str = "official",
+                  **kwargs: Any) -> LateClsVisionTransformer:
         """Build ``model_name`` through timm (its per-name defaults: depth, width, patch, ...) as this class.
 
         timm's model entry points hard-wire ``VisionTransformer``; the instance is re-typed to this subclass, which
@@ -65,13 +69,15 @@ class LateClsVisionTransformer(VisionTransformer):
         if type(model) is not VisionTransformer:
             raise ExportError(f"{model_name!r} builds {type(model).__name__}, not a plain VisionTransformer")
         model.__class__ = cls
-        model._set_insertion(cls_insert_after)  # type: ignore[attr-defined]
+        model._set_insertion(cls_insert_after, pos_resample)  # type: ignore[attr-defined]
         return model  # type: ignore[return-value]
 
-    def _set_insertion(self, cls_insert_after: int) -> None:
+    def _set_insertion(self, cls_insert_after: int, pos_resample: str) -> None:
         if not 1 <= cls_insert_after < len(self.blocks):
             raise ValueError(f"cls_insert_after must be in 1..{len(self.blocks) - 1}, got {cls_insert_after}")
-        self.cls_insert_after = cls_insert_after
+        if pos_resample not in POS_RESAMPLES:
+            raise ValueError(f"pos_resample must be one of {POS_RESAMPLES}, got {pos_resample!r}")
+        self.cls_insert_after, self.pos_resample = cls_insert_after, pos_resample
         self.blocks[cls_insert_after].register_forward_pre_hook(self._prepend_cls)
 
     def _prepend_cls(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -79,15 +85,18 @@ class LateClsVisionTransformer(VisionTransformer):
         return (torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1), *args[1:])
 
     def _pos_embed(self, x: Tensor) -> Tensor:
-        """Patch tokens plus their positions; the [CLS] joins later (the hook on block k+1)."""
-        if x.ndim == 4:  # dynamic_img_size: (B, H, W, C)
-            batch, height, width, channels = x.shape
-            pos = resample_abs_pos_embed(self.pos_embed, new_size=(height, width),
-                                         old_size=self.patch_embed.grid_size, num_prefix_tokens=0)
-            x = x.reshape(batch, height * width, channels)
+        """Patch tokens plus their positions, resampled as equireg's backbone does on other grids; the [CLS]
+        joins later (the hook on block k+1)."""
+        if x.ndim == 3:  # a fixed image size: the native grid
+            return self.pos_drop(x + self.pos_embed)
+        batch, height, width, channels = x.shape  # dynamic_img_size: (B, H, W, C)
+        native = tuple(self.patch_embed.grid_size)
+        if self.pos_resample == "timm":
+            pos = resample_abs_pos_embed(self.pos_embed, new_size=(height, width), old_size=native,
+                                         num_prefix_tokens=0)
         else:
-            pos = self.pos_embed
-        return self.pos_drop(x + pos)
+            pos = resample_pos_official(self.pos_embed, native, (height, width))
+        return self.pos_drop(x.reshape(batch, height * width, channels) + pos)
 
     def forward_intermediates(  # type: ignore[override]
         self, x: Tensor, indices: int | list[int] | None = None, return_prefix_tokens: bool = False,
@@ -122,6 +131,7 @@ class TimmExport:
     state_dict: dict[str, Tensor]
     cls_insert_after: int = 0  # ViT: blocks run before the [CLS] joins (0 = at the input)
     stem: str | None = None  # CNN: "cifar" needs the stem swapped before loading
+    pos_resample: str | None = None  # ViT: how positions are resampled on a grid other than the native one
 
     @property
     def stock_timm(self) -> bool:
@@ -134,7 +144,8 @@ def timm_export(backbone: nn.Module) -> TimmExport:
     from equireg.backbones.vit import ViTBackbone
 
     if isinstance(backbone, ViTBackbone):
-        inner, extra = backbone.vit, {"cls_insert_after": backbone.cls_insert_after}
+        inner = backbone.vit
+        extra = {"cls_insert_after": backbone.cls_insert_after, "pos_resample": backbone.pos_resample}
     elif isinstance(backbone, TimmCNNBackbone):
         inner, extra = backbone.model, {"stem": backbone.stem}
     else:
@@ -150,10 +161,10 @@ def timm_export(backbone: nn.Module) -> TimmExport:
 
 
 def build_timm_model(model_name: str, kwargs: dict[str, Any], *, cls_insert_after: int = 0,
-                     stem: str | None = None) -> nn.Module:
+                     stem: str | None = None, pos_resample: str | None = None) -> nn.Module:
     """The (untrained) timm module an export loads into."""
     if cls_insert_after:
-        return LateClsVisionTransformer.from_timm(model_name, cls_insert_after, **kwargs)
+        return LateClsVisionTransformer.from_timm(model_name, cls_insert_after, pos_resample or "official", **kwargs)
     model = timm.create_model(model_name, pretrained=False, **kwargs)
     if stem == "cifar":
         from equireg.backbones.cnn import _cifar_stem
@@ -195,7 +206,8 @@ def create_timm_model(path: str | Path) -> nn.Module:
     if meta.get("format") != METADATA_FORMAT:
         raise ExportError(f"{path} is not an equireg timm export (metadata format {meta.get('format')!r})")
     model = build_timm_model(meta["timm_model"], json.loads(meta["timm_kwargs"]),
-                             cls_insert_after=int(meta["cls_insert_after"]), stem=meta.get("stem") or None)
+                             cls_insert_after=int(meta["cls_insert_after"]), stem=meta.get("stem") or None,
+                             pos_resample=meta.get("pos_resample") or None)
     model.load_state_dict(_load_weights(Path(path)), strict=True)
     return model.eval()
 
@@ -225,6 +237,7 @@ def save_export(export: TimmExport, path: str | Path, metadata: dict[str, Any]) 
     meta = {"format": METADATA_FORMAT, "equireg_version": equireg.__version__, "timm_version": timm.__version__,
             "timm_model": export.model_name, "timm_kwargs": json.dumps(export.kwargs),
             "cls_insert_after": str(export.cls_insert_after), "stem": export.stem or "",
+            "pos_resample": export.pos_resample or "",
             "loader": "timm" if export.stock_timm else "equireg.export.create_timm_model",
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -306,7 +319,8 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "timm", toleranc
     except OSError as exc:
         raise ExportError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     try:
-        error = check_export(backbone, out, cfg.data.image_size)
+        native = backbone.img_size if getattr(backbone, "family", "") == "vit" else cfg.data.image_size
+        error = check_export(backbone, out, native)
     except BaseException:
         out.unlink(missing_ok=True)
         raise

@@ -96,6 +96,10 @@ def test_late_cls_vit_is_a_timm_subclass_with_equal_features(tmp_path: Path) -> 
         late = backbone._run(images, tap=4, stop_at_tap=False)[0]
         maps = model.forward_intermediates(images, indices=[1, 3], output_fmt="NLC", intermediates_only=True)
     assert torch.equal(maps[0], early) and torch.equal(maps[1], late[:, 1:])
+    # a grid other than the native one (scale views): positions resampled with the backbone's official rule
+    other = torch.randn(2, 3, 12, 20)
+    with torch.no_grad():
+        assert torch.allclose(model(other), backbone(other), atol=1e-6)
     # built directly from the full architecture arguments, it loads the same file
     direct = LateClsVisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=2, num_classes=0,
                                       dynamic_img_size=True, cls_insert_after=2)
