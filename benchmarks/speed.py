@@ -13,7 +13,8 @@ attention; elementwise ops are not counted) and do not depend on load.
     python benchmarks/speed.py flops-model # SER's FLOPs at the paper's ViT-S/16, 224 px, B=256 (fitted exactly)
     python benchmarks/speed.py all
 
-Common options: ``--threads`` (default: all cores), ``--repeats``, ``--batch``, ``--json out.json``.
+Common options: ``--threads`` (default 1), ``--repeats``, ``--batch``, ``--device`` (``cpu``, ``cuda``, ``cuda:1``;
+default cpu), ``--json out.json``. On a GPU every timed call ends with ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
@@ -42,16 +43,20 @@ RESULTS: dict[str, Any] = {}
 
 
 def make_trainer(backbone: str, *, batch: int, equiv: str = "ser", b2: float = 0.25, objective: str = "moco",
-                 precision: str = "fp32", group: str = "p4m", image_size: int = 32) -> tuple[Trainer, torch.Tensor]:
-    """A trainer for the default recipe with the given changes, and one batch of its (synthetic) images."""
+                 precision: str = "fp32", group: str = "p4m", image_size: int = 32, device: str = "cpu",
+                 steps: int = 1000, num_samples: int | None = None,
+                 sets: list[str] | None = None) -> tuple[Trainer, torch.Tensor]:
+    """A trainer for the default recipe with the given changes (``sets``: extra ``key=value`` overrides, as
+    ``--set``), and one batch of its synthetic images on ``device``."""
     overrides: dict[str, Any] = {
-        "data.name": "synthetic", "data.image_size": image_size, "data.kwargs": {"num_samples": 2 * batch},
+        "data.name": "synthetic", "data.image_size": image_size,
+        "data.kwargs": {"num_samples": num_samples or 2 * batch},
         "data.train_subset": None, "data.probe_train_size": 8, "data.test_size": 8,
         "backbone.name": backbone, "objective.name": objective, "equiv.loss": equiv, "equiv.group": group,
-        "equiv.b2_ratio": b2, "optim.batch_size": batch, "optim.steps": 1000, "train.precision": precision,
-        "train.run_dir": tempfile.mkdtemp(prefix="equireg-speed-"), "train.device": "cpu",
+        "equiv.b2_ratio": b2, "optim.batch_size": batch, "optim.steps": steps, "train.precision": precision,
+        "train.run_dir": tempfile.mkdtemp(prefix="equireg-speed-"), "train.device": device,
     }
-    trainer = Trainer(resolve_config(overrides=overrides), progress=False)
+    trainer = Trainer(resolve_config(overrides=overrides, sets=sets), progress=False)
     images, _ = next(iter(trainer.dataset.batches(batch, shuffle=True, seed=0)))
     trainer.recipe.train()
     return trainer, images
@@ -75,9 +80,20 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer around a call measures the work and not only its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_fn(trainer: Trainer, images: torch.Tensor) -> Callable[[], object]:
     counter = iter(range(10**9))
-    return lambda: trainer.train_step(images, 10 + next(counter) % 100)
+
+    def step() -> None:
+        trainer.train_step(images, 10 + next(counter) % 100)
+        synchronize(trainer.device)
+
+    return step
 
 
 def step_flops(trainer: Trainer, images: torch.Tensor) -> int:
@@ -102,9 +118,10 @@ def overhead(args: argparse.Namespace) -> None:
     """SER against the same backbone's invariant baseline, side by side in one run, at b2 = 1% and 25%."""
     rows = []
     for backbone in args.backbones:
-        runs = {"baseline": make_trainer(backbone, batch=args.batch, equiv="none", precision=args.precision),
-                "ser b2=1%": make_trainer(backbone, batch=args.batch, b2=0.01, precision=args.precision),
-                "ser b2=25%": make_trainer(backbone, batch=args.batch, b2=0.25, precision=args.precision)}
+        common = dict(batch=args.batch, precision=args.precision, device=args.device)
+        runs = {"baseline": make_trainer(backbone, equiv="none", **common),
+                "ser b2=1%": make_trainer(backbone, b2=0.01, **common),
+                "ser b2=25%": make_trainer(backbone, b2=0.25, **common)}
         flops = {name: step_flops(*run) for name, run in runs.items()}
         times = interleaved({name: step_fn(*run) for name, run in runs.items()}, args.repeats)
         base_t, base_f = median(times["baseline"]), flops["baseline"]
@@ -130,11 +147,13 @@ def _backbone_only(trainer: Trainer, images: torch.Tensor) -> tuple[Callable[[],
     them, and the teacher's forward on them (zero for objectives without a teacher)."""
     recipe, cfg = trainer.recipe, trainer.cfg
     views = dict(recipe.context(images, step_generator(cfg.train.seed, 10)).views)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
+    autocast = torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
     params = [p for p in recipe.backbone.parameters() if p.requires_grad]
 
     def make_views() -> object:
-        return recipe.context(images, step_generator(cfg.train.seed, 10)).views
+        views = recipe.context(images, step_generator(cfg.train.seed, 10)).views
+        synchronize(trainer.device)
+        return views
 
     def forward_backward() -> None:
         for p in params:
@@ -142,11 +161,13 @@ def _backbone_only(trainer: Trainer, images: torch.Tensor) -> tuple[Callable[[],
         with autocast:
             loss = sum(recipe.backbone(v).float().square().mean() for v in views.values())
         loss.backward()
+        synchronize(trainer.device)
 
     def teacher() -> None:
         with autocast:
             for v in views.values():
                 recipe.objective.teacher_forward(v)
+        synchronize(trainer.device)
 
     return make_views, forward_backward, teacher
 
@@ -159,7 +180,7 @@ def tax(args: argparse.Namespace) -> None:
             for b2 in args.b2s:
                 equiv = "none" if b2 == 0 else "ser"
                 trainer, images = make_trainer(backbone, batch=args.batch, objective=objective, equiv=equiv,
-                                               b2=b2 or 0.25, precision=args.precision)
+                                               b2=b2 or 0.25, precision=args.precision, device=args.device)
                 make_views, fwd_bwd, teacher = _backbone_only(trainer, images)
                 has_teacher = trainer.recipe.objective.teacher is not None
                 fns = {"step": step_fn(trainer, images), "fwd_bwd": fwd_bwd, "views": make_views}
@@ -189,7 +210,7 @@ def action(args: argparse.Namespace) -> None:
         for group in args.groups:
             for b2 in (0.01, 0.25):
                 trainer, images = make_trainer(backbone, batch=args.batch, b2=b2, group=group,
-                                               precision=args.precision)
+                                               precision=args.precision, device=args.device)
                 g_obj = trainer.recipe.group
                 calls: list[tuple[torch.Tensor, Any, Any, bool]] = []
                 real_act = g_obj.act
@@ -228,7 +249,7 @@ def throughput(args: argparse.Namespace) -> None:
     rows = []
     for backbone in args.backbones:
         batch = args.batch if args.batch else (256 if backbone.startswith("resnet") else 64)
-        runs = {p: make_trainer(backbone, batch=batch, precision=p) for p in ("fp32", "bf16")}
+        runs = {p: make_trainer(backbone, batch=batch, precision=p, device=args.device) for p in ("fp32", "bf16")}
         fwd_bwd = {p: _backbone_only(*run)[1] for p, run in runs.items()}
         fns: dict[str, Callable[[], object]] = {}
         for p in runs:
@@ -243,7 +264,8 @@ def throughput(args: argparse.Namespace) -> None:
             RESULTS.setdefault("throughput", []).append({"backbone": backbone, "precision": p, "batch": batch,
                                                          "images_per_s": batch / step, "step_ms": step * 1e3,
                                                          "backbone_views_per_s": views_per_step / fb})
-    table(f"Training throughput on CPU ({torch.get_num_threads()} threads; MoCo-v3 + SER p4m b2=25%, 32 px; "
+    where = "CPU" if args.device == "cpu" else args.device
+    table(f"Training throughput on {where} ({torch.get_num_threads()} threads; MoCo-v3 + SER p4m b2=25%, 32 px; "
           f"medians of {args.repeats})", ["backbone", "precision", "batch", "images/s (full step)", "ms/step",
                                           "views/s (backbone fwd+bwd only)"], rows)
 
@@ -259,7 +281,7 @@ def flops_model(args: argparse.Namespace) -> None:
     measured = []
     for batch, ratio in points:
         trainer, images = make_trainer(backbone, batch=batch, equiv="ser" if ratio else "none", b2=ratio or 0.25,
-                                       image_size=args.image_size)
+                                       image_size=args.image_size, device=args.device)
         b2 = trainer.recipe.split_sizes(batch)[1]
         measured.append((batch, b2, step_flops(trainer, images)))
     (b0, _, f0), (b1, s1, f1), (b2_, s2, f2), (b3, s3, f3) = measured
@@ -303,6 +325,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads (default 1: on a shared machine, 2+ threads stall at OpenMP barriers)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (timings synchronize the GPU)")
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

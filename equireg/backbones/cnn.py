@@ -81,9 +81,9 @@ class TimmCNNBackbone(Backbone):
         forced = sorted(k for k in timm_kwargs if k in _FORCED_KWARGS)
         if forced:
             raise ValueError(f"TimmCNNBackbone sets {', '.join(forced)} itself; do not pass them")
-        if drop_path_rate:
-            timm_kwargs["drop_path_rate"] = drop_path_rate
-        model = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=in_chans, **timm_kwargs)
+        create_kwargs: dict[str, Any] = dict(num_classes=0, in_chans=in_chans, **timm_kwargs)
+        training_only = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
+        model = timm.create_model(model_name, pretrained=False, **create_kwargs, **training_only)
         if isinstance(model, VisionTransformer):
             raise ValueError(f"{model_name!r} is a VisionTransformer; use the ViT wrapper (ViTBackbone)")
         if not hasattr(model, "forward_intermediates") or not isinstance(getattr(model, "feature_info", None), list):
@@ -96,6 +96,8 @@ class TimmCNNBackbone(Backbone):
         model.feature_info = levels
 
         self.model = model
+        # how timm alone rebuilds ``self.model`` before the stem change (training-only options left out): export
+        self.timm_name, self.timm_kwargs = model_name, create_kwargs
         self.stem = stem
         self.in_chans = in_chans
         self.img_size = img_size

@@ -102,11 +102,12 @@ class ViTBackbone(Backbone):
             raise ValueError("patch_drop_rate > 0 is not supported: dropped tokens break the spatial map")
         if img_size is not None:
             timm_kwargs["img_size"] = img_size
-        vit = timm.create_model(
-            model_name, pretrained=False, in_chans=in_chans, drop_path_rate=settings["drop_path_rate"],
-            num_classes=0, global_pool="token", class_token=True, no_embed_class=cls_position == "after_equiv",
-            dynamic_img_size=True, **timm_kwargs,
+        create_kwargs: dict[str, Any] = dict(
+            in_chans=in_chans, num_classes=0, global_pool="token", class_token=True,
+            no_embed_class=cls_position == "after_equiv", dynamic_img_size=True, **timm_kwargs,
         )
+        vit = timm.create_model(model_name, pretrained=False, drop_path_rate=settings["drop_path_rate"],
+                                **create_kwargs)
         if type(vit) is not VisionTransformer:
             raise ValueError(
                 f"timm model {model_name!r} builds {type(vit).__name__}, not a plain VisionTransformer; "
@@ -116,6 +117,8 @@ class ViTBackbone(Backbone):
         if patch_h != patch_w:
             raise ValueError(f"only square patches are supported, got {patch_h}x{patch_w}")
         self.vit = vit
+        # how timm alone rebuilds ``self.vit`` (training-only options left out): used by `equireg export`
+        self.timm_name, self.timm_kwargs = model_name, create_kwargs
         self.cls_position = cls_position
         self.pos_resample = pos_resample
         self.init = settings["init"]

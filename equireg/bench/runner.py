@@ -173,10 +173,10 @@ def run_bench(
     ``max_minutes`` stops *starting* new cells once that much time has passed (a started cell runs to its end).
     """
     out = Path(out_dir or spec.out_dir or f"runs/bench-{spec.name}")
-    out.mkdir(parents=True, exist_ok=True)
     cells = [c for c in expand_cells(spec) if only is None or only(c)]
-    for cell in cells:  # validate every cell's config before spending time on any
+    for cell in cells:  # validate every cell's config before spending time (or leaving a folder) on any
         cell.config(spec, out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
     summary = BenchSummary(out)
     splits = _SplitCache()
@@ -211,6 +211,6 @@ def run_bench(
     if write_reports:
         from equireg.bench.report import write_reports as _write
 
-        _write(out, title=spec.name, cells=cells)
+        _write(out, title=spec.name, cells=cells, baseline=spec.baseline)
     return summary
 

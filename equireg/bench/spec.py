@@ -13,6 +13,7 @@ Example (see docs/bench.md for every key)::
     seeds: [0]
     groups: [p4m]               # only for losses on T_eq pairs (ser); the others run once per layer
     evaluate: [linear, robustness, equivariance]
+    baseline: none              # the method label every other row is paired with (per seed) in the report
 
 Cells are the product objectives × seeds × methods × layers (× groups); the ``none`` method (no equivariance
 loss) runs once per objective and seed and is scored for equivariance at every layer of the sweep.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equireg.config import Config, ConfigError, deep_merge, format_validation_error
 
@@ -64,6 +65,7 @@ class BenchSpec(BaseModel):
     groups: list[str] = Field(default_factory=lambda: ["p4m"])
     evaluate: list[Literal["linear", "robustness", "equivariance"]] = Field(default_factory=lambda: list(EVALUATIONS))
     equivariance_group: str | None = Field(None, description="group of the equivariance score (default: the run's)")
+    baseline: str = Field("none", description="method label the report pairs every other method with, per seed")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -93,10 +95,20 @@ class BenchSpec(BaseModel):
             raise ValueError("must list at least one entry")
         return value
 
+    @model_validator(mode="after")
+    def _known_baseline(self) -> BenchSpec:
+        labels = [m.label for m in self.methods]
+        if "baseline" in self.model_fields_set and self.baseline not in labels:
+            raise ValueError(f"baseline {self.baseline!r} is not one of the methods ({', '.join(labels)})")
+        return self
+
 
 def _method_item(item: Any) -> Any:
     if isinstance(item, str):
         return {"label": item, "loss": item}
+    if isinstance(item, dict) and len(item) > 1 and "label" not in item:
+        raise ValueError(f"a method item is a name or one {{label: {{config overrides}}}} mapping; got the keys "
+                         f"{', '.join(map(str, item))} in one item (start each method with its own '- ')")
     if isinstance(item, dict) and len(item) == 1 and "label" not in item:
         (label, overrides), = item.items()
         overrides = dict(overrides or {})
@@ -139,7 +151,8 @@ class Cell:
         try:
             return Config.model_validate(tree)
         except ValidationError as exc:
-            raise ConfigError(f"cell {self.id}: {format_validation_error(exc)}") from None
+            one_line = format_validation_error(exc).replace(":\n  ", ": ").replace("\n  ", "; ")
+            raise ConfigError(f"bench spec: cell {self.id}: {one_line}") from None
 
 
 def uses_equivariant_pair(loss: str) -> bool:
@@ -192,4 +205,30 @@ def load_spec(name_or_path: str | Path) -> BenchSpec:
     try:
         return BenchSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"bench spec {str(path)!r}: " + format_validation_error(exc).replace("configuration", "spec"))
+        raise ConfigError(f"bench spec {str(path)!r}: {format_spec_error(exc)}") from None
+
+
+def _spec_section(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec model owning a key at ``loc`` (top level, a method item or an objective item)."""
+    if not loc:
+        return BenchSpec
+    if len(loc) == 2 and loc[0] in ("methods", "objectives") and isinstance(loc[1], int):
+        return MethodSpec if loc[0] == "methods" else ObjectiveSpec
+    return None
+
+
+def format_spec_error(exc: ValidationError) -> str:
+    """One line: each problem, and for an unknown key the valid keys of the spec section it was found in."""
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        section = _spec_section(tuple(err["loc"][:-1])) if err["type"] == "extra_forbidden" else None
+        if section is not None:
+            problems.append(f"{loc}: unknown key (valid keys: {', '.join(section.model_fields)})")
+        elif err["type"] == "extra_forbidden":
+            problems.append(f"{loc}: unknown key")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err["type"] not in ("value_error", "missing")  # their message already says what is wrong
+            problems.append(f"{loc}: {msg}" + (f" (got {err.get('input')!r})" if got else ""))
+    return "; ".join(problems)

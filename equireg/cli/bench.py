@@ -20,9 +20,11 @@ app = typer.Typer(
         "names such as none, ser, augself, equimod, essl, stl, or {label: {config overrides}}); layers "
         "(--equiv-layer values; the last layer is the coupled setting); objectives (moco, dino, barlow, simclr, "
         "or {name: {kwargs}}); seeds; groups (for losses on T_eq pairs, i.e. ser); evaluate (linear, robustness, "
-        "equivariance). Shipped specs: cpu, gpu. Each cell writes cells/<id>/result.json when finished; re-running "
-        "skips finished cells and resumes killed ones from their last checkpoint. Outputs: results.csv, "
-        "results.md, layer_sweep.png, accuracy_vs_equivariance.png. See docs/bench.md."
+        "equivariance); baseline (the method every row is paired with, default none). Shipped specs: cpu, gpu. Each "
+        "cell writes cells/<id>/result.json when finished; re-running skips finished cells (adding seeds trains only "
+        "the new ones) and resumes killed ones from their last checkpoint. Outputs: results.csv, summary.csv, "
+        "results.md (mean ± 95% CI over seeds, paired differences to the baseline), paired_differences.png, "
+        "layer_sweep.png, accuracy_vs_equivariance.png. See docs/bench.md."
     ),
 )
 

@@ -12,5 +12,5 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``message`` as an error and exit with ``code`` (2 = bad input, as for usage errors)."""
-    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)  # one line, unwrapped
     raise typer.Exit(code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from equireg import __version__
-from equireg.cli import bench, evaluate, groups, listing, train
+from equireg.cli import bench, evaluate, export, groups, listing, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +19,7 @@ app.add_typer(train.config_app, name="config")
 app.add_typer(bench.app, name="bench")
 app.command("train")(train.train)
 app.command("list")(listing.list_command)
+app.command("export")(export.export)
 
 
 @app.command("demo")

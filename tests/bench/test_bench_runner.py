@@ -132,3 +132,50 @@ def test_killed_cell_resumes_and_failed_cell_is_retried(tmp_path: Path, monkeypa
     assert retried.finished == [cid] and not (out / "cells" / cid / "error.txt").exists()
     # training had completed before the crash, so the retry only re-evaluates
     assert json.loads((out / "cells" / cid / RESULT_FILE).read_text())["train"]["resumed_from"] == 0
+
+
+def test_adding_seeds_trains_only_the_new_cells(tmp_path: Path) -> None:
+    """Seeds are a first-class axis: widening the seed list keeps the finished cells (ids carry the seed) and the
+    report pools them with the new ones."""
+    spec = tiny_spec(methods=["none", {"augself": {"equiv": {"kwargs": {"hidden_dim": 8}}}}], layers=[2],
+                     evaluate=["linear"])
+    out = tmp_path / "bench"
+    first = run_bench(spec, out, log=lambda m: None)
+    assert sorted(first.finished) == ["moco-augself-L2-s0", "moco-none-s0"]
+    before = (out / "cells" / "moco-none-s0" / RESULT_FILE).stat().st_mtime_ns
+    more = run_bench(tiny_spec(methods=spec.model_dump()["methods"], layers=[2], evaluate=["linear"], seeds=[0, 1]),
+                     out, log=lambda m: None)
+    assert sorted(more.finished) == ["moco-augself-L2-s1", "moco-none-s1"]
+    assert sorted(more.skipped) == ["moco-augself-L2-s0", "moco-none-s0"]
+    assert (out / "cells" / "moco-none-s0" / RESULT_FILE).stat().st_mtime_ns == before  # not retrained
+    augself = next(line for line in (out / "results.md").read_text().splitlines() if "| augself |" in line)
+    assert "| 2 |" in augself and " ± " in augself  # two seeds pooled: an interval now
+    assert "[" in augself.split("| 2 |", 1)[1]  # the paired difference has an interval
+
+
+def test_spec_typo_lists_the_valid_keys_on_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from equireg.cli.main import app
+
+    cases = {
+        "top level": ({"name": "x", "methods": ["ser"], "layerz": [1]}, "layerz: unknown key (valid keys: name,"),
+        "method item": ({"name": "x", "methods": [{"label": "a", "loss": "ser", "overridez": {}}]},
+                        "methods.0.overridez: unknown key (valid keys: label, loss, overrides)"),
+        "two methods in one item": ({"name": "x", "methods": [{"ser": {}, "augself": {}}]}, "a method item is a name"),
+        "unknown baseline": ({"name": "x", "methods": ["none", "ser"], "baseline": "nonee"},
+                             "baseline 'nonee' is not one of the methods (none, ser)"),
+    }
+    for what, (data, expected) in cases.items():
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(data))
+        result = CliRunner().invoke(app, ["bench", "run", str(path), "--out-dir", str(tmp_path / "out")])
+        assert result.exit_code == 2, what
+        assert expected in result.output and result.output.strip().count("\n") == 0, (what, result.output)
+        assert not (tmp_path / "out").exists(), what
+    # an override typo inside a method item is reported for its cell, on one line, before anything trains
+    spec = tiny_spec(methods=[{"ser": {"equiv": {"wieght": 1.0}}}], layers=[2])
+    expected = r"cell moco-ser-L2-p4m-s0: invalid configuration: equiv.wieght: unknown key"
+    with pytest.raises(ConfigError, match=expected) as err:
+        run_bench(spec, tmp_path / "out2", write_reports=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "out2").exists()
