@@ -281,7 +281,7 @@ def load_run_backbone(run_dir: str | Path) -> tuple[nn.Module, Any, int]:
     from equireg.pipeline import load_run
 
     run = load_run(run_dir)
-    return run.recipe.backbone, run.cfg, run.step
+    return run.backbone, run.cfg, run.step
 
 
 def run_summary(cfg: Any, step: int) -> dict[str, Any]:
