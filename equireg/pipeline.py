@@ -86,10 +86,13 @@ def evaluate_knn(run: LoadedRun, splits: Splits | None = None, save: bool = True
 
 
 def evaluate_equivariance(
-    run: LoadedRun, splits: Splits | None = None, group: str | None = None, layer: int | None = None, save: bool = True
+    run: LoadedRun, splits: Splits | None = None, group: str | None = None, layer: int | str | None = None,
+    save: bool = True,
 ) -> Any:
-    """Equivariance score per element kind at the split layer (and invariance at the final embedding)."""
+    """Equivariance score per element kind at the split layer (``layer``: another layer, or ``"fixed"`` for the
+    place shared by every run, scored with :func:`comparable_elements`), and invariance at the final embedding."""
     from equireg.evaluation import equivariance_score
+    from equireg.evaluation.equivariance import FIXED, comparable_elements
     from equireg.groups import create_group
 
     splits = splits or load_splits(run.cfg)
@@ -103,9 +106,10 @@ def evaluate_equivariance(
     n = min(cfg.eval.equiv_images, len(splits.test))
     images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False)
     layer = layer or run.backbone.split_layer
-    result = equivariance_score(run.backbone, images, g, layer=layer, amp_dtype=None, max_images=n)
+    elements = comparable_elements(g) if layer == FIXED else None
+    result = equivariance_score(run.backbone, images, g, layer=layer, elements=elements, amp_dtype=None, max_images=n)
     if save:
-        _save(run, "equivariance", result)
+        _save(run, "equivariance-fixed" if layer == FIXED else "equivariance", result)
     return result
 
 

@@ -121,11 +121,13 @@ class Backbone(nn.Module):
             raise ValueError(f"no layer of this {self.family} backbone has a map of at least 2x2 at {height}x{width}")
         return deep[-1]
 
-    def forward_final_map(self, x: Tensor) -> Tensor:
+    def forward_final_map(self, x: Tensor, reference: tuple[int, int] | None = None) -> Tensor:
         """The map scored at the fixed place, so equivariance scores compare across runs split at different
-        layers: the deepest map of at least 2x2 cells (ViTs override it: the final token map after the final norm).
-        """
-        return self.forward_map(x, self.fixed_place(int(x.shape[-2]), int(x.shape[-1])))
+        layers: the deepest map of at least 2x2 cells for an input of size ``reference`` (default: ``x``'s own; a
+        rescaled copy of an image must be read at its original's layer). ViTs override it: the final token map
+        after the final norm."""
+        height, width = reference or (int(x.shape[-2]), int(x.shape[-1]))
+        return self.forward_map(x, self.fixed_place(height, width))
 
     def extra_repr(self) -> str:
         return f"family={self.family}, embed_dim={self.embed_dim}, num_layers={self.num_layers}, " \

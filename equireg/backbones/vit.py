@@ -247,8 +247,8 @@ class ViTBackbone(Backbone):
         assert tapped is not None
         return self._map(tapped, layer, grid)
 
-    def forward_final_map(self, x: Tensor) -> Tensor:
-        """The final token map: all blocks, the final norm, patch tokens only, (B, C, h, w)."""
+    def forward_final_map(self, x: Tensor, reference: tuple[int, int] | None = None) -> Tensor:
+        """The final token map: all blocks, the final norm, patch tokens only, (B, C, h, w) (any input size)."""
         grid = self._grid(x)
         _, final = self._run(x, tap=None, stop_at_tap=False)
         assert final is not None

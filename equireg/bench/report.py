@@ -22,17 +22,20 @@ from equireg.bench.runner import RESULT_FILE
 from equireg.bench.stats import Interval, format_difference, format_mean, mean_interval, paired_difference
 
 KINDS = ("rot90", "flip", "scale", "rot")
+FIXED_KINDS = ("rotation", "flip", "scale")  # the fixed-place score's averaged kinds
 UNKNOWN = "unknown"
 # What a run records about how it was trained; read from result.json, else the cell's train_summary.json.
 RUN_DESCRIPTION_KEYS = ("views_per_image", "view_policy", "cls_position")
 CSV_FIELDS = (
     "cell", "method", "loss", "objective", "layer", "eval_layer", "group", "seed", "equiv_weight", "params_total_M",
     "params_equiv_M", "views_per_image", "view_policy", "cls_position", "top1", "top5", "robustness_mean",
-    *(f"equiv_{k}" for k in KINDS), "equiv_mean", "train_seconds", "images_per_second", "steps", "batch_size",
-    "images_seen",
+    *(f"equiv_{k}" for k in KINDS), "equiv_mean", *(f"fixed_{k}" for k in FIXED_KINDS), "equiv_fixed",
+    "train_seconds", "images_per_second", "steps", "batch_size", "images_seen",
 )
-SUMMARY_METRICS = ("top1", "top5", "robustness_mean", *(f"equiv_{k}" for k in KINDS), "equiv_mean", "train_seconds")
-DIFF_METRICS = {"top1": "top-1", "robustness_mean": "robust. mean", "equiv_mean": "equiv mean"}
+SUMMARY_METRICS = ("top1", "top5", "robustness_mean", *(f"equiv_{k}" for k in KINDS), "equiv_mean", "equiv_fixed",
+                   "train_seconds")
+DIFF_METRICS = {"top1": "top-1", "robustness_mean": "robust. mean", "equiv_mean": "equiv mean",
+                "equiv_fixed": "equiv fixed place"}
 
 
 def load_results(out_dir: Path) -> list[dict[str, Any]]:
@@ -53,6 +56,7 @@ def rows_from_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         equiv = r.get("equivariance") or {"": {"map": {}}}
+        fixed = (r.get("equivariance_fixed") or {}).get("map", {})
         for eval_layer, scores in equiv.items():
             maps = scores.get("map", {})
             present = [v for k, v in maps.items() if k in KINDS]
@@ -67,6 +71,8 @@ def rows_from_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "robustness_mean": r.get("robustness", {}).get("mean"),
                 **{f"equiv_{k}": maps.get(k) for k in KINDS},
                 "equiv_mean": sum(present) / len(present) if present else None,
+                **{f"fixed_{k}": fixed.get(k) for k in FIXED_KINDS},
+                "equiv_fixed": sum(fixed.values()) / len(fixed) if fixed else None,
                 "train_seconds": r.get("train", {}).get("wall_seconds"),
                 "images_per_second": r.get("train", {}).get("images_per_second"),
                 "steps": steps, "batch_size": batch,
@@ -238,7 +244,8 @@ def _table_row(s: Summary, kinds: list[str]) -> list[str]:
         format_mean(v["top1"]), _diff_cell(s, "top1", 2), format_mean(v["top5"]),
         format_mean(v["robustness_mean"]), _diff_cell(s, "robustness_mean", 2),
         *[format_mean(v[f"equiv_{k}"], 3) for k in kinds],
-        format_mean(v["equiv_mean"], 3), _diff_cell(s, "equiv_mean", 3), format_mean(v["train_seconds"], 0),
+        format_mean(v["equiv_mean"], 3), _diff_cell(s, "equiv_mean", 3),
+        format_mean(v["equiv_fixed"], 3), _diff_cell(s, "equiv_fixed", 3), format_mean(v["train_seconds"], 0),
     ]
 
 
@@ -259,7 +266,7 @@ def markdown_table(rows: list[dict[str, Any]], title: str = "bench", baseline: s
     kinds = [k for k in KINDS if any(r.get(f"equiv_{k}") is not None for r in rows)]
     head = ["objective", "method", "equiv layer", "group", "λ", "params (M)", "+equiv (M)", "views", "view policy",
             "[CLS]", "budget (steps×batch)", "seeds", "top-1", "Δ top-1", "top-5", "robust. mean", "Δ robust.",
-            *[f"equiv {k}" for k in kinds], "equiv mean", "Δ equiv mean", "train s"]
+            *[f"equiv {k}" for k in kinds], "equiv mean", "Δ equiv mean", "equiv fixed", "Δ equiv fixed", "train s"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_table_row(s, kinds)) + " |" for s in summaries]
     warning = budget_warning(summaries)
@@ -271,7 +278,9 @@ def markdown_table(rows: list[dict[str, Any]], title: str = "bench", baseline: s
         "top-1/top-5: linear probe on the frozen final embedding (%); robust. mean: mean linear top-1 "
         "over corruptions and severities (%); equiv <kind>: equivariance score (mean cosine, 1 = equivariant) "
         "of the layer-k map under that element kind, at the equivariance layer (baseline: at each sweep "
-        "layer); views: views per training image; [CLS]: where a ViT's [CLS] joins (n/a for CNNs); budget: "
+        "layer); equiv fixed: the same score at one fixed place for every run (ViT: final token map; CNN: deepest "
+        "map of at least 2x2), rotations averaged over 90/180/270 and scale over 0.7-1.3, so layers and the "
+        "baseline compare on one scale; views: views per training image; [CLS]: where a ViT's [CLS] joins (n/a for CNNs); budget: "
         "optimizer steps × global batch; +equiv: trainable parameters the method adds."]
     return "\n".join(lines) + "\n"
 

@@ -83,6 +83,7 @@ def _train(cfg: Config, splits: Any, progress: bool) -> dict[str, Any]:
 
 
 def _evaluate(cell: Cell, spec: BenchSpec, cfg: Config, splits: Any) -> dict[str, Any]:
+    from equireg.evaluation.equivariance import FIXED
     from equireg.pipeline import evaluate_equivariance, evaluate_linear, evaluate_robustness, load_run
 
     run = load_run(cfg.train.run_dir, device=_device(cfg))
@@ -102,6 +103,9 @@ def _evaluate(cell: Cell, spec: BenchSpec, cfg: Config, splits: Any) -> dict[str
             res = evaluate_equivariance(run, splits, group=spec.equivariance_group, layer=layer, save=False)
             scores[str(res.layer)] = {"map": res.map_scores, "embedding": res.embedding_scores}
         out["equivariance"] = scores
+        fixed = evaluate_equivariance(run, splits, group=spec.equivariance_group, layer=FIXED, save=False)
+        out["equivariance_fixed"] = {"map": fixed.map_scores, "embedding": fixed.embedding_scores,
+                                     "layer": fixed.fixed_layer or "final"}
     out["eval_seconds"] = time.perf_counter() - t0
     return out
 

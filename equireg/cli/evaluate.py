@@ -50,6 +50,8 @@ def equivariance(
     run_dir: Path = RunArg,
     group: Optional[str] = typer.Option(None, help="group whose generators are scored (default: p4m*scale)"),
     layer: Optional[int] = typer.Option(None, help="layer k (default: the run's equivariance layer)"),
+    fixed: bool = typer.Option(False, "--fixed", help="score at the place shared by every run (ViT: final token "
+                               "map; CNN: deepest map of at least 2x2), comparable across split layers"),
 ) -> None:
     """Mean cosine between rho_g f1(x) and f1(g.x) per element kind, and f(x)·f(g.x) at the embedding."""
     from equireg.evaluation import render_table
@@ -57,7 +59,7 @@ def equivariance(
 
     run = _load(run_dir)
     try:
-        result = evaluate_equivariance(run, group=group, layer=layer)
+        result = evaluate_equivariance(run, group=group, layer="fixed" if fixed else layer)
     except ValueError as exc:
         fail(str(exc))
     console.print(render_table(result))
@@ -86,6 +88,7 @@ def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")
         results["knn"] = pipeline.evaluate_knn(run, splits)
     if "equivariance" in kinds:
         results["equivariance"] = pipeline.evaluate_equivariance(run, splits)
+        results["equivariance_fixed"] = pipeline.evaluate_equivariance(run, splits, layer="fixed")
     if "robustness" in kinds:
         results["robustness"] = pipeline.evaluate_robustness(run, splits, probe=results["linear"])
     table = Table(title=f"equireg summary: {run_dir}")
@@ -103,6 +106,10 @@ def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")
             table.add_row(f"equivariance @layer {eq.layer}: {kind}", f"{score:.3f}")  # type: ignore[attr-defined]
         for kind, score in eq.embedding_scores.items():  # type: ignore[attr-defined]
             table.add_row(f"invariance @embedding: {kind}", f"{score:.3f}")
+        fixed = results["equivariance_fixed"]
+        place = f"layer {fixed.fixed_layer}" if fixed.fixed_layer else "final map"  # type: ignore[attr-defined]
+        for kind, score in fixed.map_scores.items():  # type: ignore[attr-defined]
+            table.add_row(f"equivariance @fixed place ({place}): {kind}", f"{score:.3f}")
     if "robustness" in results:
         table.add_row("corruption accuracy, mean (%)", f"{results['robustness'].mean_corruption_accuracy:.2f}")  # type: ignore[attr-defined]
     console.print(table)

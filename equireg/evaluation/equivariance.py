@@ -18,6 +18,12 @@ x_1..x_N, and f1 = the backbone up to layer k (``forward_map``):
 The invariant side is the same cosine at the final embedding: (1/N) sum_i cos(f(x_i), f(g . x_i)).
 Both lie in [-1, 1]; an exactly equivariant layer scores 1.
 
+Two places (``layer``): the run's split layer k (how equivariant the map the loss acted on became), or ``"fixed"``:
+one place for every run, so runs split at different layers and the baseline are on one scale (the slides' layer
+table, methods.md §7.4): the backbone's ``forward_final_map`` (ViT: the final token map after the final norm; CNN:
+the deepest map of at least 2x2 cells). :func:`comparable_elements` gives that mode's elements: rotations averaged
+over 90/180/270 degrees, the flip, and scale averaged over 0.7..1.3.
+
 A cosine of raw features is high whenever all positions share a large common component (a conv bias, the
 positive mean of ReLU maps, LayerNorm offsets): a random CNN with biases scored 0.95 on p4m, the same CNN without
 biases 0.62. ``center=True`` subtracts the per-channel mean of f1(x) over the batch's images and positions (and
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from equireg.backbones.base import Backbone
 from equireg.evaluation._common import Batches, JsonResult, autocast, eval_mode, iterate_batches, resolve_device
 
 if TYPE_CHECKING:
@@ -43,11 +50,32 @@ if TYPE_CHECKING:
 MIN_COVERAGE = 0.5
 
 
+FIXED = "fixed"
+SCALES = (0.7, 0.85, 1.15, 1.3)
+
+
+def comparable_elements(group: Group) -> dict[str, Elements]:
+    """The fixed-place score's elements: ``rotation`` (90, 180 and 270 degrees, averaged), ``flip`` and ``scale``
+    (0.7, 0.85, 1.15, 1.3, averaged), whichever the group has."""
+    generators = group.generators()
+    out: dict[str, Elements] = {}
+    if "rot90" in generators:
+        out["rotation"] = group.make(rot=torch.tensor([1, 2, 3]))
+    if "flip" in generators:
+        out["flip"] = group.make(flip=1)
+    if "scale" in group.param_names:
+        out["scale"] = group.make(scale=torch.tensor(SCALES))
+    if not out:
+        raise ValueError(f"group {group.name!r} has no rotations, flip or scale to score at the fixed place")
+    return out
+
+
 @dataclass
 class EquivarianceResult(JsonResult):
     """Scores per element kind (mean cosine, 1 = exactly equivariant / invariant).
 
     Attributes:
+        layer: the split layer scored, or ``"fixed"`` (see the module docstring; ``fixed_layer`` says which).
         map_scores: kind -> score of rho_g f1(x) against f1(g . x) at ``layer``.
         embedding_scores: kind -> cosine of f(x) and f(g . x) (empty when not computed).
         elements: kind -> the elements that were averaged, as text.
@@ -55,13 +83,14 @@ class EquivarianceResult(JsonResult):
         centered: whether the batch-mean offset was removed before the cosine.
     """
 
-    layer: int | None
+    layer: int | str | None
     map_scores: dict[str, float]
     embedding_scores: dict[str, float]
     elements: dict[str, list[str]]
     transformed_sizes: dict[str, list[list[int]]]
     num_images: int
     centered: bool = False
+    fixed_layer: int | None = None
 
 
 def zero_safe_cosine(a: Tensor, b: Tensor, dim: int = 1, rel_eps: float = 1e-6) -> Tensor:
@@ -123,7 +152,7 @@ def equivariance_score(
     backbone: nn.Module,
     images: Batches,
     group: Group,
-    layer: int | None = None,
+    layer: int | str | None = None,
     elements: Mapping[str, Elements] | None = None,
     with_embedding: bool = True,
     device: torch.device | str | None = None,
@@ -139,7 +168,8 @@ def equivariance_score(
             ``forward_split(x, layer=k)`` returning an object with ``.embedding`` and ``.feature_map``.
         images: (N, C, H, W) images, or batches of images / (images, labels) (labels are ignored).
         group: an ``equireg.groups`` group (uses ``act``, ``generators`` and ``is_exact``).
-        layer: the split layer k (default: the backbone's own split layer, recorded in the result).
+        layer: the split layer k (default: the backbone's own split layer, recorded in the result), or ``"fixed"``
+            (the backbone's ``forward_final_map``, the same place for every run).
         elements: kind -> one element or a 1-D batch of elements whose scores are averaged; default
             ``group.generators()`` (e.g. ``{"rot90": ..., "flip": ...}`` for p4m, ``{"scale": ...}``).
         with_embedding: also report the invariant side at the final embedding.
@@ -156,8 +186,13 @@ def equivariance_score(
     scales = {kind: [element_linear_scale(group, g) for g in els] for kind, els in per_kind.items()}
     dev = resolve_device(backbone, device)
 
+    reference: list[tuple[int, int]] = []  # the first batch's size fixes a CNN's place for its transformed copies
+
     def run(x: Tensor) -> tuple[Tensor, Tensor | None]:
         with autocast(dev, amp_dtype):
+            if layer == FIXED:
+                fmap = backbone.forward_final_map(x, reference[0] if reference else None)
+                return fmap.float(), backbone(x).float() if with_embedding else None
             if with_embedding:
                 out = backbone.forward_split(x, layer=layer)
                 return out.feature_map.float(), out.embedding.float()
@@ -174,6 +209,8 @@ def equivariance_score(
             if x.shape[0] == 0:
                 break
             x = x.to(dev).float()
+            if not reference:
+                reference.append((int(x.shape[-2]), int(x.shape[-1])))
             m_x, e_x = run(x)
             m_mean = m_x.mean(dim=(0, 2, 3), keepdim=True) if center else None
             e_mean = e_x.mean(dim=0, keepdim=True) if center and e_x is not None else None
@@ -198,7 +235,11 @@ def equivariance_score(
                 break
     if seen == 0:
         raise ValueError("no images to score")
+    fixed_layer = None
+    if layer == FIXED and isinstance(backbone, Backbone) and backbone.family != "vit":
+        fixed_layer = backbone.fixed_place(*reference[0])
     return EquivarianceResult(
+        fixed_layer=fixed_layer,
         layer=layer if layer is not None else getattr(backbone, "split_layer", None),
         map_scores={k: v / seen for k, v in map_sums.items()},
         embedding_scores={k: v / seen for k, v in emb_sums.items()} if with_embedding else {},

@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from equireg.bench.report import RUN_DESCRIPTION_KEYS, load_results, rows_from_results, summarize, write_reports
+from equireg.bench.report import (
+    DIFF_METRICS,
+    RUN_DESCRIPTION_KEYS,
+    load_results,
+    rows_from_results,
+    summarize,
+    write_reports,
+)
 from equireg.bench.runner import RESULT_FILE
 
 
@@ -20,7 +27,8 @@ def fake_result(method: str, seed: int, top1: float, *, layer: int | None = None
             "seed": seed, "steps": steps, "batch_size": 128, "equiv_weight": None if method == "none" else 1.0,
             "params_total": 2_000_000, "params_equiv": 0, "views_per_image": 2,
             "linear": {"top1": top1, "top5": 99.0}, "robustness": {"mean": robustness},
-            "equivariance": scores, "train": {"wall_seconds": 10.0}, **extra}
+            "equivariance": scores, "equivariance_fixed": {"map": {"rotation": 0.4, "flip": 0.6}},
+            "train": {"wall_seconds": 10.0}, **extra}
 
 
 def write_cells(out: Path, results: list[dict[str, Any]]) -> None:
@@ -49,7 +57,7 @@ def test_table_shows_intervals_and_paired_differences(tmp_path: Path) -> None:
     assert "78.33 ± " in ser and "| 3 |" in ser  # mean over 3 seeds with its half-width; seeds column
     assert "+0.00 [+0.00, +0.00] n.s." in ser  # Δ robustness: identical across arms
     augself = next(line for line in table.splitlines() if line.startswith("| moco | augself |"))
-    assert augself.count("+0.00 [+0.00, +0.00] n.s.") == 2 and "+0.000 [+0.000, +0.000] n.s." in augself
+    assert augself.count("+0.00 [+0.00, +0.00] n.s.") == 2 and augself.count("+0.000 [+0.000, +0.000] n.s.") == 2
     assert "**" not in augself  # nothing bolded when every interval contains 0
     base = next(line for line in table.splitlines() if line.startswith("| moco | none |"))
     assert "baseline" in base and "150×128" in base
@@ -70,7 +78,7 @@ def test_mismatched_budget_is_refused_and_flagged(tmp_path: Path) -> None:
     paths = write_reports(out)
     table = paths["markdown"].read_text()
     stl = next(line for line in table.splitlines() if line.startswith("| moco | stl |"))
-    assert "300×128" in stl and stl.count("– (budget ≠)") == 3
+    assert "300×128" in stl and stl.count("– (budget ≠)") == len(DIFF_METRICS)
     assert "**Warning: budgets differ within this table**" in table and "300×128 (3 cells)" in table
     rows = list(csv.DictReader(paths["summary_csv"].open()))
     stl_row = next(r for r in rows if r["method"] == "stl")

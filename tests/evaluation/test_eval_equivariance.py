@@ -213,3 +213,30 @@ def test_bad_input(images: Tensor) -> None:
     with pytest.raises(ValueError, match="max_images"):
         equivariance_score(backbone, images, create_group("p4m"), max_images=0)
     assert equivariance_score(backbone, images, create_group("p4m"), max_images=4).num_images == 4
+
+
+def test_fixed_place_is_one_place_for_every_split_layer(images: Tensor) -> None:
+    """The comparable mode scores every run at the same map (CNN: deepest map of at least 2x2; ViT: the final
+    token map after the final norm), with rotations averaged over 90/180/270, so split layers do not matter."""
+    from equireg.evaluation.equivariance import comparable_elements
+
+    group = create_group("p4m*scale")
+    elements = comparable_elements(group)
+    assert len(elements["rotation"]) == 3 and len(elements["scale"]) == 4
+    torch.manual_seed(0)
+    cnn = create_backbone("resnet_test", split_layer=1).eval()  # 16 px: stage maps 4, 2, 1, 1 -> fixed at stage 2
+    results = []
+    for split in (1, 3):
+        other = create_backbone("resnet_test", split_layer=split).eval()
+        other.model.load_state_dict(cnn.model.state_dict())  # same network; only the split (and norm_pooled) differ
+        results.append(equivariance_score(other, images, group, layer="fixed", elements=elements))
+    assert results[0].fixed_layer == results[1].fixed_layer == 2
+    assert results[0].map_scores == results[1].map_scores
+    vit = create_backbone("vit_test").eval()
+    res = equivariance_score(vit, images, group, layer="fixed", elements=elements)
+    assert res.layer == "fixed" and res.fixed_layer is None and set(res.map_scores) == {"rotation", "flip", "scale"}
+    p4m = create_group("p4m")
+    exact = MapBackbone(GroupAveraged(random_cnn(), p4m), 12)
+    exact.forward_final_map = lambda x, reference=None: exact.forward_map(x)  # type: ignore[method-assign]
+    perfect = equivariance_score(exact, images, p4m, layer="fixed", elements=comparable_elements(p4m))
+    assert perfect.map_scores["rotation"] >= 0.999 and perfect.map_scores["flip"] >= 0.999
