@@ -136,7 +136,7 @@ class Registry(Generic[T]):
             factory = self._resolver(key)
             if factory is not None:
                 return factory
-        plural = self.kind + ("es" if self.kind.endswith("s") else "s")
+        plural = self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + ("es" if self.kind.endswith("s") else "s")
         raise UnknownNameError(
             f"unknown {self.kind} {name!r}; registered {plural}: {', '.join(self.names()) or '(none)'}"
         )

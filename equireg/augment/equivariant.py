@@ -74,7 +74,11 @@ class PairPolicy(ABC):
         if token_stride < 1:
             raise ValueError(f"token_stride must be >= 1, got {token_stride}")
         if output_size is not None and output_size % token_stride:
-            raise ValueError(f"output_size {output_size} must be a multiple of token_stride {token_stride}")
+            lower = max(token_stride, output_size // token_stride * token_stride)
+            raise ValueError(
+                f"data.image_size={output_size} is not a multiple of {token_stride}, the pixels per map cell at the "
+                f"split layer: the equivariant views resize images to whole cell grids; use data.image_size={lower} "
+                f"or {lower + token_stride}, or another --equiv-layer")
         self.token_stride = int(token_stride)
         self.views = view_pair(crop or CropConfig(), output_size, view1, view2, photometric)
 
@@ -143,8 +147,9 @@ class SERPairPolicy(PairPolicy):
                  output_size: int | None = None, area: tuple[float, float] = (0.7, 1.3),
                  aspect: tuple[float, float] = (3 / 4, 4 / 3), photometric: bool = True) -> None:
         if not is_ser_group(group):
-            raise ValueError(f"view policy 'ser' (SER's official views) needs SER's group p4m or p4m*scale, got "
-                             f"{group.name!r}; use view policy 'uniform' for other groups")
+            raise ValueError(f"views.equivariant='ser' (SER's official views: every relative element is a D4 "
+                             f"reflection) needs SER's group p4m or p4m*scale, got equiv.group={group.name!r}; use "
+                             f"views.equivariant=uniform for other groups")
         if not (0 < area[0] <= area[1] and 0 < aspect[0] <= aspect[1]):
             raise ValueError(f"ser views need 0 < low <= high for area and aspect, got {area}, {aspect}")
         super().__init__(token_stride, crop, output_size, photometric)

@@ -110,7 +110,7 @@ def test_scale_views_with_d4_per_sample() -> None:
 
 
 def test_bad_token_stride() -> None:
-    with pytest.raises(ValueError, match="multiple of token_stride"):
+    with pytest.raises(ValueError, match="use data.image_size=30 or 35"):
         UniformPairPolicy(create_group("p4m"), token_stride=5, output_size=32)
     with pytest.raises(ValueError, match="multiple of token_stride"):
         UniformPairPolicy(create_group("p4m"), token_stride=5)(torch.rand(2, 3, 12, 12))
@@ -240,7 +240,7 @@ def test_registry_default_and_bad_combinations() -> None:
     assert default_view_policy(create_group("p4m*scale")) == "ser"
     for name in ("c4", "flip", "p4m*so2", "scale"):
         assert default_view_policy(create_group(name)) == "uniform"
-    with pytest.raises(ValueError, match="SER's group p4m or p4m\\*scale, got 'c4'"):
+    with pytest.raises(ValueError, match="SER's group p4m or p4m\\*scale, got equiv.group='c4'"):
         create_view_policy("ser", {"group": create_group("c4")})
     policy = create_view_policy("uniform", {"group": create_group("c4"), "token_stride": 2, "unused": 1})
     assert isinstance(policy, UniformPairPolicy) and policy.token_stride == 2

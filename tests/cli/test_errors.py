@@ -78,6 +78,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown-equiv-loss", ["--set", "equiv.loss=nope"], "unknown equivariance loss 'nope'"),
     ("unknown-dataset", ["--set", "data.name=mnist"], "unknown dataset 'mnist'; registered datasets:"),
     ("unknown-cls-position", ["--set", "backbone.cls_position=middle"], "Input should be 'input' or 'after_equiv'"),
+    ("unknown-view-policy", ["--set", "views.equivariant=nope"], "unknown view policy 'nope'; registered view policies:"),
+    # combinations that cannot be faithful
+    ("ser-views-need-d4-reflections", ["--set", "equiv.group=c4", "--set", "views.equivariant=ser"],
+     "needs SER's group p4m or p4m*scale, got equiv.group='c4'; use views.equivariant=uniform"),
+    ("stride-does-not-divide-image", ["--set", "data.image_size=12", "--equiv-layer", "2"],
+     "data.image_size=12 is not a multiple of 8, the pixels per map cell at the split layer"),
     # config files and run directories
     ("missing-config-file", ["--config", "{data}/nope.yaml"], "does not exist"),
     ("invalid-yaml", ["--config", "{data}/broken.yaml"], "is not valid YAML"),
