@@ -44,8 +44,9 @@ class BackboneConfig(_Section):
 
 class ObjectiveConfig(_Section):
     name: str = "moco"
-    # CPU-sized heads by default (1024-wide MLPs); {"preset": "paper"} restores the official 4096/8192 widths
-    kwargs: dict[str, Any] = Field(default_factory=lambda: {"preset": "small"})
+    preset: str | None = Field("small", description="head sizes for objectives that declare presets: 'paper' "
+                               "(the official widths) or 'small' (CPU-sized); None = the objective's own default")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class EquivConfig(_Section):
@@ -118,6 +119,8 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    plugins: list[str] = Field(default_factory=list, description="user modules imported before anything is built "
+                               "(--plugins / EQUIREG_PLUGINS); recorded so `equireg eval` can import them again")
 
     @model_validator(mode="after")
     def _check_batch_split(self) -> Config:

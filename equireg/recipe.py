@@ -27,6 +27,7 @@ from equireg.equivariance import EquivarianceLoss, View, create_equiv_loss, equi
 from equireg.equivariance.context import StepContext
 from equireg.groups import create_group
 from equireg.objectives import Objective, create_objective, objective_class
+from equireg.plugins import import_plugins
 
 FIRST, SECOND = (View.V1, View.EQ_A), (View.V2, View.EQ_B)  # the two "views" of the invariant loss
 
@@ -154,6 +155,7 @@ def _options(what: str, build: Any, *args: Any, **kwargs: Any) -> Any:
 def build_backbone(cfg: Config) -> Backbone:
     """The online backbone a run trains (and evaluation loads): the method's architecture, the objective's ViT
     settings, the split layer; ``backbone.kwargs`` and ``backbone.cls_position`` override them."""
+    import_plugins(cfg.plugins)
     loss_cls = equiv_loss_class(cfg.equiv.loss) if cfg.equiv.loss != "none" else None
     context = {
         "img_size": cfg.data.image_size, "split_layer": cfg.equiv.layer,
@@ -170,8 +172,10 @@ def build_backbone(cfg: Config) -> Backbone:
 def build_recipe(cfg: Config) -> SSLRecipe:
     """Everything a run trains, from the config; raises ValueError (naming the choices) on bad names or options."""
     backbone = build_backbone(cfg)
+    objective_cls = objective_class(cfg.objective.name)
+    preset = {"preset": cfg.objective.preset} if objective_cls.presets and cfg.objective.preset else {}
     objective = _options(f"objective {cfg.objective.name!r}", create_objective, cfg.objective.name,
-                         backbone=backbone, **cfg.objective.kwargs)
+                         backbone=backbone, **{**preset, **cfg.objective.kwargs})
     crop_min = cfg.views.crop_min or type(objective).crop_min
     views = SSLViewPolicy(output_size=cfg.data.image_size, crop_min=crop_min)
     if cfg.equiv.loss == "none":

@@ -21,7 +21,7 @@ def test_json_file_and_roundtrip(tmp_path: Path) -> None:
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"objective": {"name": "barlow"}}))
     cfg = resolve_config(f)
-    assert cfg.objective.name == "barlow" and cfg.objective.kwargs == {"preset": "small"}
+    assert cfg.objective.name == "barlow" and cfg.objective.preset == "small" and cfg.objective.kwargs == {}
     again = tmp_path / "again.yaml"
     again.write_text(config_to_yaml(cfg))
     assert resolve_config(again) == cfg
@@ -29,7 +29,7 @@ def test_json_file_and_roundtrip(tmp_path: Path) -> None:
 
 def test_mappings_merge_key_by_key() -> None:
     cfg = resolve_config(sets=["objective.kwargs.proj_dim=64"])
-    assert cfg.objective.kwargs == {"preset": "small", "proj_dim": 64}
+    assert cfg.objective.kwargs == {"proj_dim": 64} and cfg.objective.preset == "small"
 
 
 @pytest.mark.parametrize(

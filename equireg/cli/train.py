@@ -11,6 +11,7 @@ from rich.console import Console
 
 from equireg.cli.common import fail
 from equireg.config import Config, ConfigError, config_to_yaml, resolve_config
+from equireg.plugins import plugin_names
 from equireg.registry import UnknownNameError
 
 console = Console()
@@ -26,8 +27,12 @@ FLAG_KEYS = {
 }
 
 
-def config_from_cli(config: Optional[Path], sets: Optional[list[str]], **flags: Any) -> Config:
+def config_from_cli(config: Optional[Path], sets: Optional[list[str]], plugins: Optional[list[str]] = None,
+                    **flags: Any) -> Config:
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
+    names = plugin_names(plugins)
+    if names:
+        overrides["plugins"] = names
     try:
         return resolve_config(config, overrides, sets)
     except ConfigError as exc:
@@ -35,12 +40,15 @@ def config_from_cli(config: Optional[Path], sets: Optional[list[str]], **flags: 
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML or JSON config file")
+PluginsOpt = typer.Option(None, "--plugins", help="a module (or .py file) of your own plug-ins to import first; "
+                          "repeatable; also EQUIREG_PLUGINS=a,b; recorded in the run")
 SetOpt = typer.Option(None, "--set", help="override any key: --set optim.lr=1e-3 (repeatable)")
 
 
 def train(
     config: Optional[Path] = ConfigOpt,
     sets: Optional[list[str]] = SetOpt,
+    plugins: Optional[list[str]] = PluginsOpt,
     dataset: Optional[str] = typer.Option(None, help="dataset name (equireg list datasets)"),
     data_root: Optional[str] = typer.Option(None, help="dataset location"),
     image_size: Optional[int] = typer.Option(None, help="image side in pixels"),
@@ -68,7 +76,7 @@ def train(
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
     if resume and config is None and run_dir is not None and (Path(run_dir) / "config.yaml").is_file():
         config = Path(run_dir) / "config.yaml"
-    cfg = config_from_cli(config, sets, **flags)
+    cfg = config_from_cli(config, sets, plugins, **flags)
     run_training(cfg, resume=resume, evaluate=evaluate)
 
 
@@ -120,6 +128,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Inspect configurations.")
 def show(
     config: Optional[Path] = ConfigOpt,
     sets: Optional[list[str]] = SetOpt,
+    plugins: Optional[list[str]] = PluginsOpt,
     objective: Optional[str] = typer.Option(None),
     group: Optional[str] = typer.Option(None),
     equiv_layer: Optional[int] = typer.Option(None),
@@ -128,4 +137,4 @@ def show(
 ) -> None:
     """Print the resolved configuration (defaults < file < flags < --set) as YAML."""
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    typer.echo(config_to_yaml(config_from_cli(config, sets, **flags)), nl=False)
+    typer.echo(config_to_yaml(config_from_cli(config, sets, plugins, **flags)), nl=False)

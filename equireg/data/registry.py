@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,18 @@ register_dataset = DATASETS.register
 SPLITS = ("train", "test")
 
 
-def create_dataset(name: str, split: str = "train", root: str | Path | None = None, **kwargs: Any) -> ImageDataset:
-    """Build a registered dataset. Factories take ``split`` and ``root`` (None = their default) and options.
+def create_dataset(
+    name: str, split: str = "train", root: str | Path | None = None, context: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> ImageDataset:
+    """Build a registered dataset. Factories take ``split`` and ``root`` (None = their default) and options;
+    ``context`` (the run's ``image_size``) reaches them when they declare it (docs/plugins.md).
 
     Example: ``create_dataset("fashion-mnist", "test", image_size=32)``.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return DATASETS.create(name, split=split, root=root, **kwargs)
+    return DATASETS.create(name, context, split=split, root=root, **kwargs)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:

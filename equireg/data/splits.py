@@ -27,8 +27,9 @@ def load_splits(cfg: Config) -> Splits:
     take ``data.probe_train_size`` of the rest for the probe, and ``data.test_size`` test images."""
     d = cfg.data
     kwargs = dict(d.kwargs)
-    train = create_dataset(d.name, split="train", root=d.root, image_size=d.image_size, **kwargs)
-    test = create_dataset(d.name, split="test", root=d.root, image_size=d.image_size, **kwargs)
+    context = {"image_size": d.image_size}
+    train = create_dataset(d.name, split="train", root=d.root, context=context, **kwargs)
+    test = create_dataset(d.name, split="test", root=d.root, context=context, **kwargs)
     if d.train_subset is not None and d.train_subset < len(train):
         pretrain, rest = train.split(d.train_subset, seed=cfg.train.seed)
     else:
