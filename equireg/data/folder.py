@@ -16,6 +16,7 @@ comes from :func:`equireg.data.base.epoch_indices`, so folders and tensors shard
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from equireg.data.base import (
     Batch, CropBatch, CropSpec, ImageDataset, batch_slices, epoch_indices, sample_seed, to_float_images,
@@ -122,14 +123,14 @@ class _FolderReader(Dataset[Any]):
         labels = torch.from_numpy(self.labels[task.indices])
         n, size = len(task.indices), self.image_size
         if task.crops is None:
-            images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+            images = _empty_batch((n, size, size, 3), torch.uint8)
             for k, i in enumerate(task.indices.tolist()):
                 path = self.paths[i]
                 with _naming(path):
                     eval_image(read_bytes(path), size, self.crop_ratio, images[k])
-            return images, labels
+            return images.permute(0, 3, 1, 2), labels
         spec = task.crops
-        views = torch.empty((spec.num_views, n, 3, spec.size, spec.size), dtype=torch.uint8)
+        views = _empty_batch((spec.num_views, n, spec.size, spec.size, 3), torch.uint8)
         boxes = torch.empty((spec.num_views, n, 4))
         flips = torch.empty((spec.num_views, n))
         for k, i in enumerate(task.indices.tolist()):
@@ -137,7 +138,16 @@ class _FolderReader(Dataset[Any]):
             generator = torch.Generator().manual_seed(sample_seed(task.seed, task.epoch, i))
             with _naming(path):
                 boxes[:, k], flips[:, k] = crop_views(read_bytes(path), spec, generator, views[:, k])
-        return views, boxes, flips, labels
+        return views.permute(0, 1, 4, 2, 3), boxes, flips, labels
+
+
+def _empty_batch(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A batch buffer; inside a DataLoader worker it is allocated in shared memory (as torch's default collate
+    does), so handing the batch to the main process copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 def _as_is(batch: Any) -> Any:
@@ -299,15 +309,36 @@ class ImageFolderDataset(ImageDataset):
         start_batch: int = 0,
         crops: CropSpec | None = None,
     ) -> Iterator[Batch]:
+        pin = device is not None and torch.device(device).type == "cuda"
+        host = self.host_batches(batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, epoch=epoch, rank=rank,
+                                 world_size=world_size, start_batch=start_batch, crops=crops, pin=pin)  # fmt: skip
+        yield from device_batches(host, device)
+
+    def host_batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        crops: CropSpec | None = None,
+        pin: bool = False,
+    ) -> Iterator[tuple[Tensor, ...]]:
+        """The uint8 batches as the workers return them, before any copy or conversion: ``(images (B,3,S,S),
+        labels)``, or with ``crops`` ``(views (V,B,3,S,S), boxes (V,B,4), flips (V,B), labels)``. For custom
+        device pipelines and for measuring the decoders alone (``benchmarks/loader.py``)."""
         order = epoch_indices(len(self), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world_size=world_size)
         order_np = order.numpy()
-        tasks = [_Task(order_np[s], seed, epoch, crops) for s in batch_slices(len(order_np), batch_size, drop_last, start_batch)]
-        if not tasks:
-            return
-        pin = device is not None and torch.device(device).type == "cuda"
-        yield from device_batches(self._host_batches(tasks, pin), device)
+        slices = batch_slices(len(order_np), batch_size, drop_last, start_batch)
+        tasks = [_Task(order_np[part], seed, epoch, crops) for part in slices]
+        if tasks:
+            yield from self._run_tasks(tasks, pin)
 
-    def _host_batches(self, tasks: list[_Task], pin: bool) -> Iterator[tuple[Tensor, ...]]:
+    def _run_tasks(self, tasks: list[_Task], pin: bool) -> Iterator[tuple[Tensor, ...]]:
         if self.num_workers == 0:
             yield from (self._reader.__getitems__(task) for task in tasks)
             return

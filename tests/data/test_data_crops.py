@@ -27,9 +27,9 @@ def _coordinate_png(height: int, width: int) -> bytes:
 
 
 def _cut(data: bytes, spec: CropSpec, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    out = torch.empty((spec.num_views, 3, spec.size, spec.size), dtype=torch.uint8)
+    out = torch.empty((spec.num_views, spec.size, spec.size, 3), dtype=torch.uint8)
     boxes, flips = decode.crop_views(data, spec, torch.Generator().manual_seed(seed), out)
-    return out, boxes, flips
+    return out.permute(0, 3, 1, 2), boxes, flips
 
 
 def test_crops_reach_every_part_of_a_wide_image() -> None:
@@ -63,6 +63,17 @@ def test_flip_is_applied_after_the_crop() -> None:
             assert increasing == (flip == 0.0)
 
 
+@pytest.mark.parametrize("hw", [(30, 40), (24, 72), (90, 20)])
+def test_box_rule_is_the_view_policys(hw: tuple[int, int]) -> None:
+    from equireg.augment.views import CropConfig, sample_crop_boxes
+
+    spec = CropSpec(8, scale=(0.2, 0.9), ratio=(0.6, 1.5))
+    for seed in range(20):
+        ours = decode.sample_boxes(2, *hw, spec, torch.Generator().manual_seed(seed))
+        ref = sample_crop_boxes(2, *hw, CropConfig(spec.scale, spec.ratio), torch.Generator().manual_seed(seed))
+        assert np.allclose(ours, ref.numpy(), atol=1e-6)
+
+
 def test_one_view_spec_and_validation() -> None:
     views, boxes, flips = _cut(_coordinate_png(20, 30), CropSpec(6, num_views=1), 0)
     assert views.shape == (1, 3, 6, 6) and boxes.shape == (1, 4) and flips.shape == (1,)
@@ -78,7 +89,7 @@ def test_reduced_scale_decoding_when_every_crop_allows_it(monkeypatch: pytest.Mo
     data = buf.getvalue()
     used: list[int] = []
     real = decode.decode_rgb
-    monkeypatch.setattr(decode, "decode_rgb", lambda d, reduce=1: used.append(reduce) or real(d, reduce))
+    monkeypatch.setattr(decode, "decode_rgb", lambda d, reduce=1, hw=None: used.append(reduce) or real(d, reduce, hw))
     spec = CropSpec(16, scale=(0.5, 1.0))  # crops >= 180 px: 1/8 scale still leaves >= 16 px
     views, boxes, _ = _cut(data, spec, 0)
     assert used == [8]
