@@ -25,7 +25,9 @@ class DataConfig(_Section):
 
     name: str = "fashion-mnist"
     root: str | None = Field(None, description="dataset location; default: the dataset's own default or env var")
-    image_size: int = Field(32, ge=8, le=1024)
+    image_size: int = Field(32, ge=8, le=1024, description="side of the views and evaluation images")
+    load_size: int | None = Field(None, ge=8, le=4096, description="in-memory datasets: side at which images are "
+                                  "stored (views are cut from them at image_size); None = image_size")
     train_subset: int | None = Field(None, ge=1, description="images used for pretraining (None = all)")
     probe_train_size: int | None = Field(None, ge=1, description="train images for the linear probe / kNN, "
                                          "taken after the pretraining subset (None = all remaining)")
@@ -103,6 +105,13 @@ class EvalConfig(_Section):
     probe_epochs: int = Field(500, ge=1, description="AdamW epochs, or the L-BFGS iteration cap (run it to "
                               "convergence: 100 iterations under-fit by ~0.5 points on the demo)")
     probe_lr: float = Field(1e-2, gt=0.0, description="AdamW only (L-BFGS sets its own step by line search)")
+    linear_protocol: Literal["probe", "paper"] = Field(
+        "probe", description="probe: fit on precomputed embeddings (small data); paper: SGD heads on augmented "
+        "crops, features of the last blocks, an lr sweep (DINO/SER linear evaluation)")
+    linear_epochs: int = Field(50, ge=1, description="paper protocol: epochs")
+    linear_lrs: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0],
+                                    description="paper protocol: lr sweep, each times batch_size/256")
+    linear_last_blocks: int = Field(4, ge=1, description="paper protocol: ViT blocks whose [CLS] are concatenated")
     knn_k: int = Field(20, ge=1)
     equiv_images: int = Field(512, ge=1, description="test images for the equivariance score")
     robustness_severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
