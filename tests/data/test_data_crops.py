@@ -166,3 +166,19 @@ def test_workers_persist_across_epochs(folder: Path) -> None:
         assert first[0].shape == (4, 3, 8, 8) and torch.cat(labels).tolist() == ds.labels.tolist()
     finally:
         ds.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_batches_match_the_host_batches(folder: Path) -> None:
+    ds = ImageFolderDataset(folder, image_size=12, num_workers=1)
+    try:
+        host = list(ds.batches(5, seed=2, drop_last=False, crops=CropSpec(12)))
+        gpu = list(ds.batches(5, seed=2, drop_last=False, crops=CropSpec(12), device="cuda"))
+        plain = [x for x, _ in ds.batches(5, seed=2, drop_last=False, device="cuda")]
+    finally:
+        ds.close()
+    torch.cuda.synchronize()
+    for (a, ya), (b, yb) in zip(host, gpu):
+        assert b.device.type == "cuda" and b.view1.is_contiguous() and torch.equal(ya, yb.cpu())
+        assert torch.equal(a.view1, b.view1.cpu()) and torch.equal(a.box2, b.box2.cpu())
+    assert all(x.device.type == "cuda" and x.dtype == torch.float32 for x in plain)
