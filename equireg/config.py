@@ -283,8 +283,9 @@ def _sources(cfg: Config, layers: list[tuple[str, dict[str, Any]]]) -> dict[str,
 def format_sources(cfg: Config, sources: dict[str, str]) -> str:
     """``key: value  # source`` per leaf, in the config's order (``equireg config show --sources``)."""
     flat = {}
+    tree = cfg.model_dump(mode="json")
     for leaf in sources:
-        node: Any = cfg.model_dump(mode="json")
+        node: Any = tree
         for part in leaf.split("."):
             node = node[part]
         flat[leaf] = yaml.safe_dump(node, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
