@@ -16,6 +16,7 @@ order, so load from other processes hits every pipeline alike.
 
     python benchmarks/loader.py [--dir DIR] [--images 3000] [--workers 1 2] [--batch 64] [--per-round 1024]
         [--rounds 5] [--json FILE]
+    python benchmarks/loader.py --from-json docs/results/loader.json     # the report of a saved run
 """
 
 from __future__ import annotations
@@ -113,16 +114,29 @@ def measure(root: Path, workers: int, batch: int, per_round: int, rounds: int) -
     return rates
 
 
+SAME_VIEWS = {"equireg 1 view": "torchvision", "equireg 2 views": "torchvision x2"}
+
+
+def _ratio(rates: dict[str, list[float]], name: str, base: str) -> float:
+    return statistics.median(a / b for a, b in zip(rates[name], rates[base]))
+
+
 def report(workers: int, rates: dict[str, list[float]]) -> dict[str, Any]:
-    """Medians, and each pipeline against torchvision as the median of per-round ratios (same load)."""
+    """Medians, and ratios as medians of per-round ratios (same load): against torchvision's one view, and
+    against the torchvision pipeline that makes as many views."""
     med = {name: statistics.median(v) for name, v in rates.items()}
-    ratio = {name: statistics.median(a / b for a, b in zip(v, rates["torchvision"])) for name, v in rates.items()}
+    ratio = {name: _ratio(rates, name, "torchvision") for name in rates}
+    same = {name: _ratio(rates, name, base) for name, base in SAME_VIEWS.items()}
     print(f"\nworkers {workers} (images/s = decoded source images; medians of {len(rates['torchvision'])} rounds)")
-    print(f"{'pipeline':18s} {'img/s':>8s} {'img/s/worker':>13s} {'vs torchvision':>15s} {'cores/GPU @2500':>16s}")
+    print(f"{'pipeline':18s} {'img/s':>7s} {'img/s/worker':>13s} {'vs torchvision':>15s} {'vs same views':>14s} "
+          f"{'workers/GPU @2500':>18s}")  # fmt: skip
     for name, value in med.items():
         per_core = value / workers
-        print(f"{name:18s} {value:8.0f} {per_core:13.0f} {ratio[name]:14.2f}x {TARGET_IMAGES_PER_S / per_core:16.1f}")
-    return {"workers": workers, "median_images_per_s": med, "ratio_vs_torchvision": ratio, "rounds": rates}
+        same_text = f"{same[name]:13.2f}x" if name in same else f"{'':14s}"
+        print(f"{name:18s} {value:7.0f} {per_core:13.0f} {ratio[name]:14.2f}x {same_text} "
+              f"{TARGET_IMAGES_PER_S / per_core:18.1f}")  # fmt: skip
+    return {"workers": workers, "median_images_per_s": med, "ratio_vs_torchvision": ratio,
+            "ratio_vs_same_views": same, "rounds": rates}  # fmt: skip
 
 
 def main() -> None:
@@ -134,13 +148,21 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=1024, help="images per timed epoch (a random subset)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--from-json", type=Path, default=None, help="print the report of a saved --json run")
     args = parser.parse_args()
+    if args.from_json:
+        for saved in json.loads(args.from_json.read_text()):
+            report(saved["workers"], saved["rounds"])
+        return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = make_folder(args.dir or Path(tmp) / "jpegs", args.images)
-        print(f"{args.images} JPEGs in {root}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        load_start = os.getloadavg()[0]
+        print(f"{args.images} JPEGs in {root}; load average {load_start:.1f} on {os.cpu_count()} cores")
         results = [report(w, measure(root, w, args.batch, args.per_round, args.rounds)) for w in args.workers]
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        for result in results:
+            result["load_average"] = [load_start, os.getloadavg()[0]]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
