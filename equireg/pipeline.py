@@ -218,9 +218,10 @@ def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any
     from equireg.evaluation import DEFAULT_CORRUPTIONS, robustness
 
     splits = splits or load_splits(run.cfg)
-    # the corruptions act on images, so the probe is refitted on the embeddings unless given (not saved: the
-    # run's linear result stays that of its own protocol)
-    probe = probe or evaluate_linear(run, splits, save=False, protocol="probe")
+    # the classifier reads the embeddings: a probe result is reused, anything else (the paper protocol's heads read
+    # other features) gets a probe fitted here, not saved, so the run's linear result stays that of its protocol
+    if getattr(probe, "classifier", None) is None:
+        probe = evaluate_linear(run, splits, save=False, protocol="probe")
     e = run.cfg.eval
     dev = _device(run)
     result = robustness(

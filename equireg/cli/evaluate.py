@@ -164,7 +164,6 @@ def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")
     """Run the chosen evaluations and print one summary table (the demo's closing output)."""
     from equireg import pipeline
     from equireg.data.splits import load_splits
-    from equireg.evaluation import LinearProbeResult
 
     run = _load(run_dir)
     console.print(f"evaluating on {next(run.backbone.parameters()).device}", highlight=False)
@@ -178,8 +177,7 @@ def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")
         results["equivariance"] = pipeline.evaluate_equivariance(run, splits)
         results["equivariance_fixed"] = pipeline.evaluate_equivariance(run, splits, layer="fixed")
     if "robustness" in kinds:
-        probe = results["linear"] if isinstance(results["linear"], LinearProbeResult) else None
-        results["robustness"] = pipeline.evaluate_robustness(run, splits, probe=probe)
+        results["robustness"] = pipeline.evaluate_robustness(run, splits, probe=results["linear"])
     table = Table(title=f"equireg summary: {run_dir}")
     table.add_column("metric")
     table.add_column("value", justify="right")

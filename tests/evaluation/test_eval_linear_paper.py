@@ -12,7 +12,8 @@ from equireg.evaluation import FrozenFeatures, LinearEvalResult, linear_eval, re
 
 
 def test_vit_features_are_the_last_blocks_cls_through_the_final_norm() -> None:
-    backbone = create_backbone("vit_test", split_layer=2).eval()  # SER's late [CLS] joins after block 2 of 4
+    # SER's late [CLS] joins after block 2 of 4
+    backbone = create_backbone("vit_test", split_layer=2, cls_position="after_equiv").eval()
     x = torch.rand(3, 3, 16, 16)
     features = FrozenFeatures(backbone, n_last_blocks=2)
     depth = backbone.num_layers
@@ -21,8 +22,10 @@ def test_vit_features_are_the_last_blocks_cls_through_the_final_norm() -> None:
         want = [backbone.vit.norm(backbone._run(x, tap=k, stop_at_tap=True)[0][:, 0]) for k in (depth - 1, depth)]
     assert got.shape == (3, 2 * backbone.embed_dim) == (3, features.output_dim())
     assert torch.allclose(got, torch.cat(want, dim=1), atol=1e-6)
-    with_cls = depth - backbone.cls_insert_after  # SER's late [CLS]: blocks before it carry none
-    assert len(FrozenFeatures(backbone, n_last_blocks=99).blocks) == with_cls
+    assert backbone.cls_insert_after == 2  # blocks 1-2 carry no [CLS]: at most the last 2 are used
+    assert len(FrozenFeatures(backbone, n_last_blocks=99).blocks) == 2
+    standard = create_backbone("vit_test", cls_position="input")
+    assert len(FrozenFeatures(standard, n_last_blocks=99).blocks) == depth
 
 
 def test_cnn_features_are_the_pooled_embedding() -> None:
