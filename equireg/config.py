@@ -246,18 +246,27 @@ def resolve_config_with_sources(
     user: dict[str, Any] = {}
     for _, layer in layers:
         user = deep_merge(user, layer)
-    data = user.get("data")
-    name = data.get("name", defaults["data"]["name"]) if isinstance(data, dict) else defaults["data"]["name"]
-    profile: dict[str, Any] = {}
-    if name in DEMO_DATASETS:
-        for key, value in DEMO_PROFILE.items():
-            set_dotted(profile, key, value)
+    profile = profile_tree(user)
     tree = deep_merge(deep_merge(defaults, profile), user)
     try:
         cfg = Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
     return cfg, _sources(cfg, [("demo", profile), *layers])
+
+
+def profile_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """The demo profile as a nested mapping when ``tree`` (a user's settings) trains on a demo dataset, else ``{}``.
+
+    Code that builds a :class:`Config` from a mapping of its own (``equireg bench``) merges its settings over this.
+    """
+    data = tree.get("data")
+    name = data.get("name", DataConfig().name) if isinstance(data, dict) else DataConfig().name
+    profile: dict[str, Any] = {}
+    if name in DEMO_DATASETS:
+        for key, value in DEMO_PROFILE.items():
+            set_dotted(profile, key, value)
+    return profile
 
 
 def _leaf_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
