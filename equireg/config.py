@@ -25,9 +25,11 @@ class DataConfig(_Section):
 
     name: str = "fashion-mnist"
     root: str | None = Field(None, description="dataset location; default: the dataset's own default or env var")
-    image_size: int = Field(32, ge=8, le=1024)
-    train_subset: int | None = Field(20_000, ge=1, description="images used for pretraining (None = all)")
-    probe_train_size: int | None = Field(10_000, ge=1, description="train images for the linear probe / kNN, "
+    image_size: int = Field(32, ge=8, le=1024, description="side of the views and evaluation images")
+    load_size: int | None = Field(None, ge=8, le=4096, description="in-memory datasets: side at which images are "
+                                  "stored (views are cut from them at image_size); None = image_size")
+    train_subset: int | None = Field(None, ge=1, description="images used for pretraining (None = all)")
+    probe_train_size: int | None = Field(None, ge=1, description="train images for the linear probe / kNN, "
                                          "taken after the pretraining subset (None = all remaining)")
     test_size: int | None = Field(None, ge=1, description="test images for evaluation (None = all)")
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -44,8 +46,9 @@ class BackboneConfig(_Section):
 
 class ObjectiveConfig(_Section):
     name: str = "moco"
-    preset: str | None = Field("small", description="head sizes for objectives that declare presets: 'paper' "
-                               "(the official widths) or 'small' (CPU-sized); None = the objective's own default")
+    preset: str | None = Field(None, description="head sizes for objectives that declare presets: 'paper' "
+                               "(the official widths) or 'small' (CPU-sized); None = the objective's own default "
+                               "(the official widths); the demo profile asks for 'small'")
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -57,7 +60,7 @@ class EquivConfig(_Section):
     group: str = "p4m"
     group_kwargs: dict[str, Any] = Field(default_factory=dict)
     layer: int | None = Field(None, ge=1, description="ViT block k / CNN stage k (1-indexed); None = backbone default")
-    b2_ratio: float = Field(0.25, gt=0.0, lt=1.0, description="share of each batch given equivariant views")
+    b2_ratio: float = Field(0.01, gt=0.0, lt=1.0, description="share of each batch given equivariant views")
     weight: float | None = Field(None, ge=0.0, description="lambda; None = the loss's own default (SER: per objective)")
     temperature: float | None = Field(None, gt=0.0, description="tau_eq; None = the loss's own default")
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -92,7 +95,7 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["bf16", "fp32"] = "bf16"
     channels_last: bool = True
-    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (and one at the end)")
+    checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints (and one at the end)")
     log_every: int = Field(10, ge=1)
     deterministic: bool = False
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch default)")
@@ -104,6 +107,13 @@ class EvalConfig(_Section):
     probe_epochs: int = Field(500, ge=1, description="AdamW epochs, or the L-BFGS iteration cap (run it to "
                               "convergence: 100 iterations under-fit by ~0.5 points on the demo)")
     probe_lr: float = Field(1e-2, gt=0.0, description="AdamW only (L-BFGS sets its own step by line search)")
+    linear_protocol: Literal["probe", "paper"] = Field(
+        "probe", description="probe: fit on precomputed embeddings (small data); paper: SGD heads on augmented "
+        "crops, features of the last blocks, an lr sweep (DINO/SER linear evaluation)")
+    linear_epochs: int = Field(50, ge=1, description="paper protocol: epochs")
+    linear_lrs: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0],
+                                    description="paper protocol: lr sweep, each times batch_size/256")
+    linear_last_blocks: int = Field(4, ge=1, description="paper protocol: ViT blocks whose [CLS] are concatenated")
     knn_k: int = Field(20, ge=1)
     equiv_images: int = Field(512, ge=1, description="test images for the equivariance score")
     robustness_severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -194,29 +204,106 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+DEMO_DATASETS = ("fashion-mnist", "synthetic")
+"""Datasets that get the CPU demo profile: the built-in demo data and the synthetic trial set."""
+
+DEMO_PROFILE: dict[str, Any] = {
+    "data.train_subset": 20_000,
+    "data.probe_train_size": 10_000,
+    "objective.preset": "small",
+    "equiv.b2_ratio": 0.25,
+    "train.checkpoint_every": 200,
+}
+"""CPU-sized values of the demo (subsets, 1024-wide heads, b2 = 25%, frequent checkpoints). They sit between
+the library defaults (the paper's heads, b2 = 1%, all data) and the user's file, so a run on any other dataset
+never inherits them."""
+
+SOURCES = ("default", "demo", "file", "flag", "--set")
+
+
 def resolve_config(
     file: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
 ) -> Config:
-    """Defaults, then file values, then ``overrides`` (dotted keys from CLI flags), then ``--set key=value``.
+    """Defaults, the demo profile (demo datasets only), file values, ``overrides`` (dotted keys from CLI flags),
+    then ``--set key=value``.
 
-    Mappings merge key by key (``--set objective.kwargs.proj_dim=128`` keeps the default preset); every
+    Mappings merge key by key (``--set objective.kwargs.proj_dim=128`` keeps the demo's preset); every
     other value replaces the one before it.
     """
-    tree: dict[str, Any] = Config.model_construct().model_dump(mode="python")
-    if file:
-        tree = deep_merge(tree, load_file(file))
+    return resolve_config_with_sources(file, overrides, sets)[0]
+
+
+def resolve_config_with_sources(
+    file: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> tuple[Config, dict[str, str]]:
+    """:func:`resolve_config`, plus where each leaf value came from: ``{"optim.lr": "flag", ...}``."""
+    layers = [("file", load_file(file) if file else {}), ("flag", {}), ("--set", {})]
     for key, value in (overrides or {}).items():
         if value is not None:
-            set_dotted(tree, key, value)
+            set_dotted(layers[1][1], key, value)
     for item in sets or []:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        set_dotted(layers[2][1], key.strip(), yaml.safe_load(raw))
+    defaults: dict[str, Any] = Config.model_construct().model_dump(mode="python")
+    user: dict[str, Any] = {}
+    for _, layer in layers:
+        user = deep_merge(user, layer)
+    profile = profile_tree(user)
+    tree = deep_merge(deep_merge(defaults, profile), user)
     try:
-        return Config.model_validate(tree)
+        cfg = Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    return cfg, _sources(cfg, [("demo", profile), *layers])
+
+
+def profile_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """The demo profile as a nested mapping when ``tree`` (a user's settings) trains on a demo dataset, else ``{}``.
+
+    Code that builds a :class:`Config` from a mapping of its own (``equireg bench``) merges its settings over this.
+    """
+    data = tree.get("data")
+    name = data.get("name", DataConfig().name) if isinstance(data, dict) else DataConfig().name
+    profile: dict[str, Any] = {}
+    if name in DEMO_DATASETS:
+        for key, value in DEMO_PROFILE.items():
+            set_dotted(profile, key, value)
+    return profile
+
+
+def _leaf_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the non-mapping values (and of empty mappings) in ``tree``."""
+    paths = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        paths += _leaf_paths(value, path + ".") if isinstance(value, dict) and value else [path]
+    return paths
+
+
+def _sources(cfg: Config, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Each leaf of ``cfg``: the last layer that set it, or an enclosing mapping of it."""
+    sources = {}
+    layer_paths = [(name, set(_leaf_paths(tree))) for name, tree in layers]
+    for leaf in _leaf_paths(cfg.model_dump(mode="python")):
+        parts = leaf.split(".")
+        prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        sources[leaf] = next((name for name, paths in reversed(layer_paths) if paths & prefixes), "default")
+    return sources
+
+
+def format_sources(cfg: Config, sources: dict[str, str]) -> str:
+    """``key: value  # source`` per leaf, in the config's order (``equireg config show --sources``)."""
+    flat = {}
+    tree = cfg.model_dump(mode="json")
+    for leaf in sources:
+        node: Any = tree
+        for part in leaf.split("."):
+            node = node[part]
+        flat[leaf] = yaml.safe_dump(node, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+    width = max(len(f"{k}: {v}") for k, v in flat.items())
+    return "\n".join(f"{f'{k}: {v}':<{width}}  # {sources[k]}" for k, v in flat.items()) + "\n"
 
 
 def config_to_yaml(cfg: Config) -> str:

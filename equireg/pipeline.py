@@ -7,6 +7,7 @@ and write ``eval/<kind>.json`` into the run directory, so ``equireg bench`` and 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,26 +49,121 @@ def _amp(cfg: Config) -> torch.dtype | None:
     return torch.bfloat16 if cfg.train.precision == "bf16" else None
 
 
+def _device(run: LoadedRun) -> torch.device:
+    """Where the run's backbone was loaded: every evaluation step runs there."""
+    from equireg.evaluation._common import module_device
+
+    return module_device(run.backbone)
+
+
+def eval_device(cfg: Config, device: str | None = None) -> torch.device:
+    """Where evaluation runs: ``device``, else the run's ``train.device`` (``auto``: the GPU when there is one)."""
+    from equireg.engine.trainer import resolve_device
+
+    return resolve_device(device or cfg.train.device)
+
+
 def _save(run: LoadedRun, kind: str, result: Any) -> None:
     out = run.run_dir / "eval"
     out.mkdir(exist_ok=True)
     (out / f"{kind}.json").write_text(json.dumps({"step": run.step, **result.to_dict()}, indent=2))
 
 
-def evaluate_linear(run: LoadedRun, splits: Splits | None = None, save: bool = True) -> Any:
-    """Linear probe on frozen embeddings (top-1/top-5); also returns the fitted classifier."""
+HEAD_FILE = "linear_head.pt"
+
+
+def _save_head(run: LoadedRun, protocol: str, head: torch.nn.Module, features: dict[str, Any], classes: Any) -> None:
+    """The trained linear head, so that the transfer sets (ImageNet-C/-P/-R/-Sketch/-V2) can classify."""
+    (run.run_dir / "eval").mkdir(exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
+    torch.save({"protocol": protocol, "features": features, "state": state, "classes": list(classes), "step": run.step},
+               run.run_dir / "eval" / HEAD_FILE)  # fmt: skip
+
+
+def load_classifier(run: LoadedRun) -> tuple[torch.nn.Module, list[str]]:
+    """Images -> logits from the run's backbone and its saved linear head, and the class names it predicts."""
+    from equireg.evaluation import FrozenFeatures, ImageClassifier, LinearClassifier
+
+    path = run.run_dir / "eval" / HEAD_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run.run_dir} has no saved linear head ({path}); the transfer sets classify with it, "
+                          f"so run `equireg eval linear {run.run_dir}` first")  # fmt: skip
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    state, backbone = saved["state"], run.backbone
+    head: torch.nn.Module
+    if saved["features"]["kind"] == "embedding":
+        head, features = LinearClassifier(state["mean"], state["std"], state["linear.weight"].shape[0]), backbone
+    else:
+        head = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+        features = FrozenFeatures(backbone, int(saved["features"].get("n_last_blocks", 1)))  # "pooled": a CNN
+    head.load_state_dict(state)
+    device = _device(run)
+    return ImageClassifier(features, head).to(device).eval(), list(saved["classes"])
+
+
+def evaluate_linear(
+    run: LoadedRun, splits: Splits | None = None, save: bool = True, protocol: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Any:  # fmt: skip
+    """Linear evaluation by ``eval.linear_protocol`` (or ``protocol``): ``probe`` fits a probe on precomputed
+    embeddings (L-BFGS or AdamW, the small-data protocol), ``paper`` trains SGD heads on augmented crops
+    (:func:`evaluate_linear_paper`). Saves ``eval/linear.json`` and the head; returns the result."""
+    protocol = protocol or run.cfg.eval.linear_protocol
+    if protocol == "paper":
+        return evaluate_linear_paper(run, splits, save, log)
+    if protocol != "probe":
+        raise ValueError(f"linear protocol must be 'probe' or 'paper', got {protocol!r}")
     from equireg.evaluation import extract_features, linear_probe
 
     splits = splits or load_splits(run.cfg)
     e = run.cfg.eval
     backbone = run.backbone
+    dev = _device(run)
     bs = e.batch_size
-    tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
-    te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
+    tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False, device=dev), amp_dtype=_amp(run.cfg))
+    te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False, device=dev), amp_dtype=_amp(run.cfg))
     result = linear_probe(*tr, *te, epochs=e.probe_epochs, lr=e.probe_lr, optimizer=e.probe_optimizer,
-                          num_classes=splits.test.num_classes, seed=run.cfg.train.seed)
+                          num_classes=splits.test.num_classes, seed=run.cfg.train.seed, device=dev)
     if save:
         _save(run, "linear", result)
+        _save_head(run, "probe", result.classifier, {"kind": "embedding"}, splits.test.classes)
+    return result
+
+
+def evaluate_linear_paper(
+    run: LoadedRun, splits: Splits | None = None, save: bool = True, log: Callable[[str], None] | None = None
+) -> Any:
+    """The paper's protocol (methods.md 1.7): SGD heads for an lr sweep on frozen features (last 4 [CLS] for a
+    ViT), RandomResizedCrop + flip training views, Resize + CenterCrop validation, streamed per batch."""
+    from equireg.augment import CropConfig, PhotometricConfig, ViewAugmentation
+    from equireg.data import CropSpec, epoch_generator
+    from equireg.evaluation import FrozenFeatures, linear_eval
+
+    splits = splits or load_splits(run.cfg)
+    cfg, e = run.cfg, run.cfg.eval
+    backbone = run.backbone
+    dev = _device(run)
+    train, size = splits.probe_train, cfg.data.image_size
+    crop = ViewAugmentation(CropConfig(), PhotometricConfig.off(), output_size=size)
+
+    def train_epoch(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        kw: dict[str, Any] = dict(shuffle=True, drop_last=False, seed=cfg.train.seed, epoch=epoch, device=dev)
+        if train.cuts_crops:  # crops of the original files, cut by the loader
+            yield from ((c.view1, y) for c, y in train.batches(e.batch_size, crops=CropSpec(size, num_views=1), **kw))
+            return
+        generator = epoch_generator(cfg.train.seed + 1, epoch)
+        yield from ((crop(x, generator)[0], y) for x, y in train.batches(e.batch_size, **kw))
+
+    def test_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return splits.test.batches(e.batch_size, shuffle=False, drop_last=False, device=dev)  # type: ignore[return-value]
+
+    features = FrozenFeatures(backbone, e.linear_last_blocks)
+    result = linear_eval(features, train_epoch, test_batches, splits.test.num_classes, epochs=e.linear_epochs,
+                         batch_size=e.batch_size, lrs=e.linear_lrs, amp_dtype=_amp(cfg), seed=cfg.train.seed, log=log)  # fmt: skip
+    if save:
+        _save(run, "linear", result)
+        spec = {"kind": "last_blocks", "n_last_blocks": len(features.blocks)} if features.blocks else {"kind": "pooled"}
+        _save_head(run, "paper", result.head, spec, splits.test.classes)
     return result
 
 
@@ -77,9 +173,12 @@ def evaluate_knn(run: LoadedRun, splits: Splits | None = None, save: bool = True
     splits = splits or load_splits(run.cfg)
     bs = run.cfg.eval.batch_size
     backbone = run.backbone
-    tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
-    te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False), amp_dtype=_amp(run.cfg))
-    result = knn_classify(*tr, *te, k=run.cfg.eval.knn_k, num_classes=splits.test.num_classes)
+    dev = _device(run)
+    tr = extract_features(backbone, splits.probe_train.batches(bs, shuffle=False, drop_last=False, device=dev), amp_dtype=_amp(run.cfg))
+    te = extract_features(backbone, splits.test.batches(bs, shuffle=False, drop_last=False, device=dev), amp_dtype=_amp(run.cfg))
+    # the similarity blocks run where the backbone is (the GPU, when there is one)
+    result = knn_classify(tr[0].to(dev), tr[1].to(dev), te[0].to(dev), te[1].to(dev), k=run.cfg.eval.knn_k,
+                          num_classes=splits.test.num_classes)  # fmt: skip
     if save:
         _save(run, "knn", result)
     return result
@@ -104,7 +203,8 @@ def evaluate_equivariance(
     else:
         g = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
     n = min(cfg.eval.equiv_images, len(splits.test))
-    images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False)
+    dev = _device(run)
+    images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False, device=dev)
     layer = layer or run.backbone.split_layer
     elements = comparable_elements(g) if layer == FIXED else None
     result = equivariance_score(run.backbone, images, g, layer=layer, elements=elements, amp_dtype=None, max_images=n)
@@ -118,13 +218,41 @@ def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any
     from equireg.evaluation import DEFAULT_CORRUPTIONS, robustness
 
     splits = splits or load_splits(run.cfg)
-    probe = probe or evaluate_linear(run, splits, save=save)
+    # the classifier reads the embeddings: a probe result is reused, anything else (the paper protocol's heads read
+    # other features) gets a probe fitted here, not saved, so the run's linear result stays that of its protocol
+    if getattr(probe, "classifier", None) is None:
+        probe = evaluate_linear(run, splits, save=False, protocol="probe")
     e = run.cfg.eval
+    dev = _device(run)
     result = robustness(
-        run.backbone, probe.classifier, splits.test.batches(e.batch_size, shuffle=False, drop_last=False),
+        run.backbone, probe.classifier,
+        splits.test.batches(e.batch_size, shuffle=False, drop_last=False, device=dev),
         corruptions=e.robustness_corruptions or DEFAULT_CORRUPTIONS, severities=e.robustness_severities,
         amp_dtype=_amp(run.cfg), seed=run.cfg.train.seed,
     )
     if save:
         _save(run, "robustness", result)
+    return result
+
+
+def evaluate_transfer(
+    run: LoadedRun, name: str, root: str | Path, alexnet: dict[str, Any] | None = None, save: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Any:  # fmt: skip
+    """A robustness or transfer set stored as a folder (``imagenet-c``, ``-p``, ``-r``, ``-sketch``, ``-v2``),
+    classified by the run's saved linear head; saves ``eval/<name>.json``."""
+    from equireg.evaluation import transfer
+
+    classifier, classes = load_classifier(run)
+    d = run.cfg.data
+    settings = transfer.FolderSettings(d.image_size, run.cfg.eval.batch_size, amp_dtype=_amp(run.cfg))
+    if name == "imagenet-c":
+        result = transfer.imagenet_c(classifier, root, classes, settings, alexnet, log)
+    elif name == "imagenet-p":
+        result = transfer.imagenet_p(classifier, root, classes, settings, alexnet, log)
+    else:
+        ratio = float(d.kwargs.get("crop_ratio", 0.875))
+        result = transfer.classification_set(name, classifier, root, classes, settings, crop_ratio=ratio)
+    if save:
+        _save(run, name, result)
     return result

@@ -2,7 +2,9 @@
 
 The blocks of one file run in order in one namespace (a later block may use an earlier one's names), in a scratch
 directory, with training cut to one step (``Trainer.fit`` stops after step 1) so examples that train stay fast.
-Whatever an example registers is removed afterwards. API summaries that are not runnable are ```text blocks.
+Whatever an example registers is removed afterwards. API summaries that are not runnable are ```text blocks; an
+example that needs data from outside (an ImageNet folder) is introduced by an ``<!-- example needs ...: TEST runs
+it ... -->`` comment naming the test that runs it on generated data, and is skipped here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"```python\n(.*?)```", flags=re.S)
+BLOCK = re.compile(r"(<!-- example needs [^>]*-->\n)?```python\n(.*?)```", flags=re.S)
 WITH_EXAMPLES = [f for f in FILES if BLOCK.search(f.read_text())]
 
 
@@ -54,5 +56,9 @@ def test_every_documentation_file_with_python_is_collected() -> None:
 @pytest.mark.parametrize("path", WITH_EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in WITH_EXAMPLES])
 def test_python_examples_run(path: Path, isolated: None) -> None:
     namespace: dict[str, object] = {"__name__": "docs_example"}
-    for index, code in enumerate(BLOCK.findall(path.read_text())):
+    for index, (elsewhere, code) in enumerate(BLOCK.findall(path.read_text())):
+        if elsewhere:
+            test_file = ROOT / re.search(r"(tests/\S+\.py)", elsewhere).group(1)  # type: ignore[union-attr]
+            assert test_file.is_file() and path.name in test_file.read_text(), elsewhere
+            continue
         exec(compile(code, f"{path.name} example {index + 1}", "exec"), namespace)

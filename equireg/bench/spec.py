@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from equireg.config import Config, ConfigError, deep_merge, format_validation_error
+from equireg.config import Config, ConfigError, deep_merge, format_validation_error, profile_tree
 
 SPEC_DIR = Path(__file__).parent / "specs"
 EVALUATIONS = ("linear", "robustness", "equivariance")
@@ -149,7 +149,7 @@ class Cell:
             "train": {"seed": self.seed, "run_dir": str(out_dir / "cells" / self.id)},
         })
         try:
-            return Config.model_validate(tree)
+            return Config.model_validate(deep_merge(profile_tree(tree), tree))  # the demo profile, as resolve_config
         except ValidationError as exc:
             one_line = format_validation_error(exc).replace(":\n  ", ": ").replace("\n  ", "; ")
             raise ConfigError(f"bench spec: cell {self.id}: {one_line}") from None

@@ -1,7 +1,9 @@
-"""``equireg eval``: linear probe, kNN, equivariance score and corruption robustness of a trained run."""
+"""``equireg eval``: linear evaluation, kNN, equivariance score, corruption robustness and the ImageNet robustness
+and transfer sets (-C, -P, -R, -Sketch, -V2) of a trained run, on the run's device (the GPU when there is one)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,39 +12,63 @@ from rich.console import Console
 from rich.table import Table
 
 from equireg.cli.common import fail
-from equireg.config import ConfigError
+from equireg.config import ConfigError, resolve_config
 from equireg.registry import UnknownNameError
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate a trained run (results also go to RUN_DIR/eval/*.json).")
 console = Console()
 RunArg = typer.Argument(..., help="run directory written by `equireg train`")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the run's train.device; "
+                         "auto = the GPU when there is one)")
+DataRootOpt = typer.Option(..., "--data-root", help="the set's folder (see docs/evaluation.md for its layout)")
+AlexNetOpt = typer.Option(None, "--alexnet", help="JSON of AlexNet's error rates (ImageNet-C: per corruption, a list "
+                          "of 5 severities or their mean; ImageNet-P: flip probability per perturbation), fractions")
 
 
-def _load(run_dir: Path):  # type: ignore[no-untyped-def]
-    from equireg.pipeline import load_run
+def _load(run_dir: Path, device: str | None = None):  # type: ignore[no-untyped-def]
+    """The run's backbone on its evaluation device (``--device``, else the run's ``train.device``)."""
+    from equireg.pipeline import eval_device, load_run
 
     try:
-        return load_run(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train one with `equireg train`")
+        return load_run(run_dir, device=eval_device(resolve_config(run_dir / "config.yaml"), device))
     except (ConfigError, ValueError, UnknownNameError) as exc:
         fail(str(exc))
 
 
+def _progress(message: str) -> None:
+    console.print(message, highlight=False)
+
+
 @app.command("linear")
-def linear(run_dir: Path = RunArg) -> None:
-    """Linear classifier on frozen features: top-1 / top-5."""
+def linear(
+    run_dir: Path = RunArg,
+    protocol: Optional[str] = typer.Option(None, help="probe (fit on embeddings) or paper (SGD heads on crops, lr "
+                                           "sweep); default: the run's eval.linear_protocol"),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Linear classifier on frozen features: top-1 / top-5 (the head is saved for the transfer sets)."""
     from equireg.evaluation import render_table
     from equireg.pipeline import evaluate_linear
 
-    console.print(render_table(evaluate_linear(_load(run_dir))))
+    if protocol not in (None, "probe", "paper"):
+        fail(f"--protocol must be 'probe' or 'paper', got {protocol!r}")
+    run = _load(run_dir, device)
+    try:
+        result = evaluate_linear(run, protocol=protocol, log=_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(render_table(result))
 
 
 @app.command("knn")
-def knn(run_dir: Path = RunArg) -> None:
+def knn(run_dir: Path = RunArg, device: Optional[str] = DeviceOpt) -> None:
     """Temperature-weighted cosine k-NN on frozen features."""
     from equireg.evaluation import render_table
     from equireg.pipeline import evaluate_knn
 
-    console.print(render_table(evaluate_knn(_load(run_dir))))
+    console.print(render_table(evaluate_knn(_load(run_dir, device))))
 
 
 @app.command("equivariance")
@@ -52,12 +78,13 @@ def equivariance(
     layer: Optional[int] = typer.Option(None, help="layer k (default: the run's equivariance layer)"),
     fixed: bool = typer.Option(False, "--fixed", help="score at the place shared by every run (ViT: final token "
                                "map; CNN: deepest map of at least 2x2), comparable across split layers"),
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Mean cosine between rho_g f1(x) and f1(g.x) per element kind, and f(x)·f(g.x) at the embedding."""
     from equireg.evaluation import render_table
     from equireg.pipeline import evaluate_equivariance
 
-    run = _load(run_dir)
+    run = _load(run_dir, device)
     try:
         result = evaluate_equivariance(run, group=group, layer="fixed" if fixed else layer)
     except ValueError as exc:
@@ -66,12 +93,71 @@ def equivariance(
 
 
 @app.command("robustness")
-def robustness(run_dir: Path = RunArg) -> None:
-    """Linear-probe accuracy under corruptions at severities 1-5, and the mean."""
+def robustness(run_dir: Path = RunArg, device: Optional[str] = DeviceOpt) -> None:
+    """Linear-probe accuracy under on-the-fly corruptions at severities 1-5, and the mean."""
     from equireg.evaluation import render_table
     from equireg.pipeline import evaluate_robustness
 
-    console.print(render_table(evaluate_robustness(_load(run_dir))))
+    console.print(render_table(evaluate_robustness(_load(run_dir, device))))
+
+
+def _alexnet(path: Optional[Path]) -> dict[str, object] | None:
+    """The user's AlexNet reference numbers: a JSON mapping of names to fractions (or lists of fractions)."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        fail(f"--alexnet {path}: cannot read a JSON mapping ({exc})")
+    values = [v for x in data.values() for v in (x if isinstance(x, list) else [x])] if isinstance(data, dict) else None
+    if not values or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in values):
+        fail(f"--alexnet {path}: expected {{name: fraction or [fraction per severity]}} with fractions in (0, 1]")
+    return data  # type: ignore[no-any-return]
+
+
+def _transfer(name: str, run_dir: Path, data_root: Path, device: Optional[str], alexnet: Optional[Path] = None) -> None:
+    from equireg.evaluation import render_table
+    from equireg.pipeline import evaluate_transfer
+
+    reference = _alexnet(alexnet)
+    run = _load(run_dir, device)
+    try:
+        result = evaluate_transfer(run, name, data_root, reference, log=_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(render_table(result))
+
+
+@app.command("imagenet-c")
+def imagenet_c(run_dir: Path = RunArg, data_root: Path = DataRootOpt, alexnet: Optional[Path] = AlexNetOpt,
+               device: Optional[str] = DeviceOpt) -> None:  # fmt: skip
+    """ImageNet-C: top-1 per corruption and severity, mean top-1; mCE with --alexnet."""
+    _transfer("imagenet-c", run_dir, data_root, device, alexnet)
+
+
+@app.command("imagenet-p")
+def imagenet_p(run_dir: Path = RunArg, data_root: Path = DataRootOpt, alexnet: Optional[Path] = AlexNetOpt,
+               device: Optional[str] = DeviceOpt) -> None:  # fmt: skip
+    """ImageNet-P (frames extracted from the videos): flip probability per perturbation; mFR with --alexnet."""
+    _transfer("imagenet-p", run_dir, data_root, device, alexnet)
+
+
+@app.command("imagenet-r")
+def imagenet_r(run_dir: Path = RunArg, data_root: Path = DataRootOpt, device: Optional[str] = DeviceOpt) -> None:
+    """ImageNet-R: top-1/5 with the 1000-way logits masked to its 200 classes."""
+    _transfer("imagenet-r", run_dir, data_root, device)
+
+
+@app.command("imagenet-sketch")
+def imagenet_sketch(run_dir: Path = RunArg, data_root: Path = DataRootOpt, device: Optional[str] = DeviceOpt) -> None:
+    """ImageNet-Sketch: top-1/5."""
+    _transfer("imagenet-sketch", run_dir, data_root, device)
+
+
+@app.command("imagenet-v2")
+def imagenet_v2(run_dir: Path = RunArg, data_root: Path = DataRootOpt, device: Optional[str] = DeviceOpt) -> None:
+    """ImageNet-V2 (numeric class folders 0..999): top-1/5."""
+    _transfer("imagenet-v2", run_dir, data_root, device)
 
 
 def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")) -> dict[str, object]:
@@ -80,10 +166,11 @@ def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")
     from equireg.data.splits import load_splits
 
     run = _load(run_dir)
+    console.print(f"evaluating on {next(run.backbone.parameters()).device}", highlight=False)
     splits = load_splits(run.cfg)
     results: dict[str, object] = {}
     if "linear" in kinds or "robustness" in kinds:
-        results["linear"] = pipeline.evaluate_linear(run, splits)
+        results["linear"] = pipeline.evaluate_linear(run, splits, log=_progress)
     if "knn" in kinds:
         results["knn"] = pipeline.evaluate_knn(run, splits)
     if "equivariance" in kinds:

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 
 from equireg.cli.common import fail
-from equireg.config import Config, ConfigError, config_to_yaml, resolve_config
+from equireg.config import (
+    Config, ConfigError, config_to_yaml, format_sources, resolve_config, resolve_config_with_sources,
+)
 from equireg.plugins import plugin_names
 from equireg.registry import UnknownNameError
 
@@ -134,7 +136,21 @@ def show(
     equiv_layer: Optional[int] = typer.Option(None),
     backbone: Optional[str] = typer.Option(None),
     equiv: Optional[str] = typer.Option(None),
+    dataset: Optional[str] = typer.Option(None),
+    sources: bool = typer.Option(False, "--sources", help="one `key: value  # origin` line per value "
+                                 "(default, demo, file, flag or --set)"),
 ) -> None:
-    """Print the resolved configuration (defaults < file < flags < --set) as YAML."""
+    """Print the resolved configuration (defaults < demo profile < file < flags < --set) as YAML."""
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    typer.echo(config_to_yaml(config_from_cli(config, sets, plugins, **flags)), nl=False)
+    if not sources:
+        typer.echo(config_to_yaml(config_from_cli(config, sets, plugins, **flags)), nl=False)
+        return
+    overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
+    names = plugin_names(plugins)
+    if names:
+        overrides["plugins"] = names
+    try:
+        cfg, origin = resolve_config_with_sources(config, overrides, sets)
+    except ConfigError as exc:
+        fail(str(exc))
+    typer.echo(format_sources(cfg, origin), nl=False)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from equireg.data.base import Batch, ImageDataset, batch_slices, epoch_indices, to_float_images
+from equireg.data.base import Batch, CropSpec, ImageDataset, batch_slices, epoch_indices, to_float_images
 
 FitMode = Literal["pad", "resize"]
 
@@ -95,10 +95,14 @@ class TensorImageDataset(ImageDataset):
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str | None = None,
+        start_batch: int = 0,
+        crops: CropSpec | None = None,
     ) -> Iterator[Batch]:
+        if crops is not None:
+            raise ValueError(f"{self.name} is held in memory: its views are cut by the view policy, not with crops=")
         order = epoch_indices(len(self), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world_size=world_size)
         order = order.to(self.images.device)
-        for part in batch_slices(order.numel(), batch_size, drop_last):
+        for part in batch_slices(order.numel(), batch_size, drop_last, start_batch):
             idx = order[part]
             labels = self.labels[idx]
             yield to_float_images(self.images[idx], device), labels.to(device) if device is not None else labels

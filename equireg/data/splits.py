@@ -24,11 +24,20 @@ class Splits:
 
 def load_splits(cfg: Config) -> Splits:
     """Split the training set into ``data.train_subset`` pretraining images and the rest (seeded by the run's seed),
-    take ``data.probe_train_size`` of the rest for the probe, and ``data.test_size`` test images."""
+    take ``data.probe_train_size`` of the rest for the probe, and ``data.test_size`` test images.
+
+    In-memory datasets store images at ``data.load_size`` (default: ``data.image_size``) and the views are cut at
+    ``image_size``; image folders decode each file at full resolution instead and refuse ``load_size``."""
+    from equireg.config import ConfigError
+
     d = cfg.data
     kwargs = dict(d.kwargs)
-    context = {"image_size": d.image_size}
+    size = d.load_size or d.image_size
+    context = {"image_size": size}
     train = create_dataset(d.name, split="train", root=d.root, context=context, **kwargs)
+    if not train.in_memory and size != d.image_size:
+        raise ConfigError(f"data.load_size={d.load_size} applies to in-memory datasets; {d.name} decodes every file "
+                          f"at full resolution and cuts views at data.image_size={d.image_size}, so leave it unset")
     test = create_dataset(d.name, split="test", root=d.root, context=context, **kwargs)
     if d.train_subset is not None and d.train_subset < len(train):
         pretrain, rest = train.split(d.train_subset, seed=cfg.train.seed)

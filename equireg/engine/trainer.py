@@ -271,11 +271,9 @@ class Trainer:
                 epoch, skip = divmod(step, self.batches_per_epoch)
                 batches = self.dataset.batches(
                     cfg.optim.batch_size, shuffle=True, drop_last=True, seed=cfg.train.seed, epoch=epoch,
-                    rank=self.rank, world_size=self.world, device=self.device,
+                    rank=self.rank, world_size=self.world, device=self.device, start_batch=skip,
                 )
-                for i, (images, _) in enumerate(_read_batches(batches, cfg.data.name, self._checkpoint_note)):
-                    if i < skip:
-                        continue
+                for images, _ in _read_batches(batches, cfg.data.name, self._checkpoint_note):
                     if step >= stop:
                         break
                     lr, wd, parts = self.train_step(images, step)

@@ -20,14 +20,23 @@ from equireg.evaluation.corruptions import (
 from equireg.evaluation.equivariance import EquivarianceResult, element_linear_scale, equivariance_score
 from equireg.evaluation.features import extract_features
 from equireg.evaluation.knn import KNNResult, knn_classify, knn_votes
+from equireg.evaluation.linear_eval import FrozenFeatures, ImageClassifier, LinearEvalResult, linear_eval
 from equireg.evaluation.linear_probe import LinearClassifier, LinearProbeResult, linear_probe
 from equireg.evaluation.report import render_table
 from equireg.evaluation.robustness import RobustnessResult, robustness
+from equireg.evaluation.transfer import CorruptionSetResult, FlipRateResult, LayoutError, TransferResult
 
 __all__ = [
     "CORRUPTIONS",
     "DEFAULT_CORRUPTIONS",
     "Corruption",
+    "CorruptionSetResult",
+    "FlipRateResult",
+    "FrozenFeatures",
+    "ImageClassifier",
+    "LayoutError",
+    "LinearEvalResult",
+    "TransferResult",
     "EquivarianceResult",
     "KNNResult",
     "LinearClassifier",
@@ -40,6 +49,7 @@ __all__ = [
     "get_corruption",
     "knn_classify",
     "knn_votes",
+    "linear_eval",
     "linear_probe",
     "list_corruptions",
     "register_corruption",

@@ -6,10 +6,15 @@ from rich.table import Table
 
 from equireg.evaluation.equivariance import EquivarianceResult
 from equireg.evaluation.knn import KNNResult
+from equireg.evaluation.linear_eval import LinearEvalResult
 from equireg.evaluation.linear_probe import LinearProbeResult
 from equireg.evaluation.robustness import RobustnessResult
+from equireg.evaluation.transfer import CorruptionSetResult, FlipRateResult, TransferResult
 
-Result = LinearProbeResult | KNNResult | EquivarianceResult | RobustnessResult
+Result = (
+    LinearProbeResult | LinearEvalResult | KNNResult | EquivarianceResult | RobustnessResult | TransferResult
+    | CorruptionSetResult | FlipRateResult
+)  # fmt: skip
 
 
 def linear_probe_table(result: LinearProbeResult, title: str = "Linear probe") -> Table:
@@ -75,8 +80,61 @@ def robustness_table(result: RobustnessResult, title: str = "Corruption robustne
     return table
 
 
+def linear_eval_table(result: LinearEvalResult, title: str = "Linear evaluation (SGD heads, lr sweep)") -> Table:
+    table = Table(title=f"{title}: {result.features}, {result.epochs} epochs, batch {result.batch_size}")
+    for col in ("lr x B/256", "top-1 %", "top-5 %"):
+        table.add_column(col, justify="right")
+    for lr, top1, top5 in zip(result.lrs, result.top1_per_lr, result.top5_per_lr):
+        best = " (best)" if lr == result.best_lr else ""
+        table.add_row(f"{lr:g}{best}", f"{top1:.2f}", f"{top5:.2f}")
+    return table
+
+
+def transfer_table(result: TransferResult) -> Table:
+    table = Table(title=f"{result.name}" + (" (logits masked to the classes present)" if result.masked else ""))
+    for col in ("top-1 %", "top-5 %", "images", "classes"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{result.top1:.2f}", f"{result.top5:.2f}", str(result.num_images), str(result.num_classes))
+    return table
+
+
+def corruption_set_table(result: CorruptionSetResult) -> Table:
+    mce = "" if result.mce is None else f", mCE {result.mce:.2f}%"
+    table = Table(title=f"ImageNet-C top-1 % (mean {result.mean_top1:.2f}{mce})")
+    table.add_column("corruption")
+    for s in range(1, 6):
+        table.add_column(f"s{s}", justify="right")
+    table.add_column("CE %", justify="right")
+    for name, row in result.top1.items():
+        cells = dict(zip(result.severities[name], row))
+        ce = (result.corruption_error or {}).get(name)
+        table.add_row(name, *[f"{cells[s]:.2f}" if s in cells else "-" for s in range(1, 6)],
+                      "-" if ce is None else f"{ce:.2f}")  # fmt: skip
+    return table
+
+
+def flip_rate_table(result: FlipRateResult) -> Table:
+    mfr = "" if result.mfr is None else f", mFR {result.mfr:.2f}%"
+    table = Table(title=f"ImageNet-P flip probability % (mean {result.mean_flip_probability:.2f}{mfr})")
+    for col in ("perturbation", "flip prob. %", "FR %", "sequences"):
+        table.add_column(col, justify="right")
+    for name, fp in result.flip_probability.items():
+        fr = (result.flip_rate or {}).get(name)
+        table.add_row(name, f"{fp:.2f}", "-" if fr is None else f"{fr:.2f}", str(result.num_sequences[name]))
+    return table
+
+
+_TABLES = (
+    (LinearEvalResult, linear_eval_table), (TransferResult, transfer_table),
+    (CorruptionSetResult, corruption_set_table), (FlipRateResult, flip_rate_table),
+)  # fmt: skip
+
+
 def render_table(result: Result) -> Table:
     """The table for any evaluation result."""
+    for kind, make in _TABLES:
+        if isinstance(result, kind):
+            return make(result)  # type: ignore[operator]
     if isinstance(result, LinearProbeResult):
         return linear_probe_table(result)
     if isinstance(result, KNNResult):

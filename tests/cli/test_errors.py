@@ -103,6 +103,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "could not read dataset 'cifar10'"),
     ("imagefolder-missing", ["--set", "data.name=imagefolder", "--data-root", "{data}/nowhere"], "does not exist"),
     ("imagefolder-empty", ["--set", "data.name=imagefolder", "--data-root", "{data}/empty"], "has no class subfolders"),
+    ("imagefolder-missing-split", ["--set", "data.name=imagefolder", "--data-root", "{data}/train-only"],
+     "has train/ but no val/ or test/ for the test split"),
     ("imagefolder-corrupt-image", ["--set", "data.name=imagefolder", "--data-root", "{data}/corrupt-images"],
      "could not decode image file"),
     ("unknown-dataset-option", ["--set", "data.kwargs={num_sample: 5}"], "unexpected keyword argument 'num_sample'"),
@@ -136,6 +138,8 @@ def bad_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(40):
             (root / "corrupt-images" / cls / f"{i}.png").write_bytes(b"\x89PNG truncated")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "corrupt-images" / "a" / "0.png")
+    (root / "train-only" / "train" / "a").mkdir(parents=True)  # ImageNet layout without val/
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "train-only" / "train" / "a" / "0.png")
     return root
 
 

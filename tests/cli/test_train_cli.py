@@ -61,3 +61,12 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert knn.exit_code == 0, knn.output
     missing = runner.invoke(app, ["eval", "linear", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
+
+
+def test_config_show_sources() -> None:
+    result = runner.invoke(app, ["config", "show", "--sources", "--dataset", "imagefolder", "--set", "optim.lr=0.5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "data.name: imagefolder" in lines[0] and lines[0].endswith("# flag")
+    assert any(line.startswith("equiv.b2_ratio: 0.01") and line.endswith("# default") for line in lines)
+    assert any(line.startswith("optim.lr: 0.5") and line.endswith("# --set") for line in lines)
