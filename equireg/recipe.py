@@ -23,6 +23,7 @@ from equireg.augment import PairPolicy, SSLViewPolicy, create_view_policy, defau
 from equireg.augment.views import CropConfig
 from equireg.backbones import Backbone, create_backbone
 from equireg.config import Config
+from equireg.data.base import CropSpec
 from equireg.equivariance import EquivarianceLoss, View, create_equiv_loss, equiv_loss_class
 from equireg.equivariance.context import StepContext
 from equireg.groups import create_group
@@ -62,6 +63,7 @@ class SSLRecipe(nn.Module):
         self.backbone = backbone
         self.objective = objective
         self.equiv_loss = equiv_loss
+        self.crop: CropConfig = views.views[0].crop  # T's RandomResizedCrop, also what a folder loader cuts
         self.views = equiv_loss.adapt_ssl_views(views) if equiv_loss is not None else views
         self.pair_policy = pair_policy if equiv_loss is not None and equiv_loss.uses_pairs() else None
         self.b2_ratio = b2_ratio
@@ -79,7 +81,7 @@ class SSLRecipe(nn.Module):
             "cls_position": getattr(self.backbone, "cls_position", "n/a"),
             "view_policy": self.pair_policy.name if self.pair_policy is not None else "none",
             "views_per_image": self.views_per_image,
-            "crop_min": self.views.views[0].crop.scale[0] if hasattr(self.views, "views") else None,
+            "crop_min": self.crop.scale[0],
             "equiv_weight": loss.weight if loss is not None else None,
             "split_layer": self.backbone.split_layer if loss is not None else None,
             "num_layers": self.backbone.num_layers,
@@ -87,6 +89,15 @@ class SSLRecipe(nn.Module):
             "params_backbone": _count(self.backbone.parameters()),
             "params_equiv": _count(loss.parameters()) if loss is not None else 0,
         }
+
+    def crop_spec(self, size: int) -> CropSpec:
+        """What an image-folder loader must cut for this recipe: two of T's crops of every original image; raises
+        ValueError when the equivariance loss makes its own views from whole images."""
+        if self.equiv_loss is not None and self.equiv_loss.needs_full_images:
+            raise ValueError(f"{type(self.equiv_loss).__name__} makes its own views from whole images, which an image "
+                             f"folder's loader does not keep (it cuts crops of the original files); train it on an "
+                             f"in-memory dataset")
+        return CropSpec(size, scale=self.crop.scale, ratio=self.crop.ratio, flip_p=self.crop.flip_p, num_views=2)
 
     def split_sizes(self, batch: int) -> tuple[int, int]:
         return split_batch(batch, self.b2_ratio) if self.pair_policy is not None else (batch, 0)

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from equireg.augment.params import ViewParams
 from equireg.augment.views import CropConfig, PhotometricConfig, check_images, rank_rows, view_pair
+from equireg.data.base import CropBatch
 from equireg.groups import D4AxisScaleGroup, DihedralGroup, Elements, Group, ScaleGroup
 from equireg.registry import Registry
 
@@ -86,17 +87,21 @@ class PairPolicy(ABC):
     def __call__(self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0,
                  world_size: int = 1) -> EquivariantViews: ...
 
-    def shared_crop(self, images: Tensor, generator: torch.Generator | None, rank: int, world_size: int
+    def shared_crop(self, images: Tensor | CropBatch, generator: torch.Generator | None, rank: int, world_size: int
                     ) -> tuple[Tensor, Tensor, ViewParams, ViewParams]:
-        """One crop of each image (view 1's RandomResizedCrop + flip) under two independent photometrics."""
-        check_images(images)
-        b = images.shape[0]
-        rows, hw = rank_rows(b, rank, world_size), (int(images.shape[-2]), int(images.shape[-1]))
+        """One crop of each image (view 1's RandomResizedCrop + flip; with the loader's crops, its first one, as
+        SER takes the loader's view 0) under two independent photometrics."""
+        source = images.view1 if isinstance(images, CropBatch) else images
+        check_images(source)
+        b = source.shape[0]
+        rows, hw = rank_rows(b, rank, world_size), (int(source.shape[-2]), int(source.shape[-1]))
         aug1, aug2 = self.views
-        p1 = aug1.sample(b * world_size, hw, generator)[rows].to(images.device)
-        p2 = aug2.sample(b * world_size, hw, generator)[rows].to(images.device)
+        p1 = aug1.sample(b * world_size, hw, generator)[rows].to(source.device)
+        p2 = aug2.sample(b * world_size, hw, generator)[rows].to(source.device)
+        if isinstance(images, CropBatch):
+            p1.crop, p1.flip = images.box1.to(source.device).float(), images.flip1.to(source.device).float()
         p2.crop, p2.flip = p1.crop.clone(), p1.flip.clone()
-        crop = aug1.apply_geometry(images, p1)
+        crop = images.view1 if isinstance(images, CropBatch) else aug1.apply_geometry(images, p1)
         if crop.shape[-1] % self.token_stride or crop.shape[-2] != crop.shape[-1]:
             raise ValueError(f"view side {crop.shape[-1]} must be a multiple of token_stride {self.token_stride}")
         return aug1.apply_photometric(crop, p1), aug2.apply_photometric(crop, p2), p1, p2
@@ -231,7 +236,7 @@ class UniformPairPolicy(PairPolicy):
 
     def _crops(self, images: Tensor, generator: torch.Generator | None, rank: int, world_size: int
                ) -> tuple[Tensor, Tensor, ViewParams, ViewParams]:
-        if self.is_shared:
+        if self.is_shared or isinstance(images, CropBatch):
             return self.shared_crop(images, generator, rank, world_size)
         check_images(images)
         rows, hw = rank_rows(images.shape[0], rank, world_size), (int(images.shape[-2]), int(images.shape[-1]))

@@ -8,7 +8,17 @@ import torch
 from torch import Tensor
 
 from equireg.augment.params import ViewParams
+from equireg.data.base import CropBatch
 from equireg.augment.views import CropConfig, PhotometricConfig, check_images, rank_rows, view_pair
+
+
+def crop_records(crops: CropBatch) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """(view, box, flip) of each of the loader's crops."""
+    views = [(crops.view1, crops.box1, crops.flip1)]
+    if crops.view2 is not None:
+        assert crops.box2 is not None and crops.flip2 is not None
+        views.append((crops.view2, crops.box2, crops.flip2))
+    return views
 
 
 class ViewPair(NamedTuple):
@@ -53,13 +63,18 @@ class SSLViewPolicy:
         return self.views[0].output_size
 
     def __call__(
-        self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0, world_size: int = 1
+        self, images: Tensor | CropBatch, generator: torch.Generator | None = None, *, rank: int = 0,
+        world_size: int = 1,
     ) -> ViewPair:
-        """Two views of ``images`` (B, 3, H, W) float in [0, 1]; ``generator`` makes them reproducible.
+        """Two views of ``images`` (B, 3, H, W) float in [0, 1]; ``generator`` makes them reproducible. Given the
+        loader's crops of the original files (a :class:`CropBatch`), only the photometrics are applied and the
+        recorded boxes and flips become the views' crop parameters.
 
         With ``world_size`` > 1, parameters are drawn for the global batch of ``world_size * B`` images and rank
         ``rank`` keeps its rows, so a distributed run draws exactly what one process would for the whole batch.
         """
+        if isinstance(images, CropBatch):
+            return self.from_crops(images, generator, rank=rank, world_size=world_size)
         check_images(images)
         rows = rank_rows(images.shape[0], rank, world_size)
         hw = (int(images.shape[-2]), int(images.shape[-1]))
@@ -67,6 +82,20 @@ class SSLViewPolicy:
         for aug in self.views:  # view 1's draws, then view 2's
             params = aug.sample(images.shape[0] * world_size, hw, generator)[rows].to(images.device)
             out.append((aug.apply(images, params), params))
+        (v1, p1), (v2, p2) = out
+        return ViewPair(v1, v2, p1, p2)
+
+    def from_crops(self, crops: CropBatch, generator: torch.Generator | None = None, *, rank: int = 0,
+                   world_size: int = 1) -> ViewPair:
+        """The photometrics of each view on the loader's crops; the crop parameters are the recorded ones."""
+        if crops.view2 is None:
+            raise ValueError("the T policy needs two crops per image (CropSpec(num_views=2))")
+        out = []
+        for aug, (view, box, flip) in zip(self.views, crop_records(crops)):
+            params = aug.sample(len(crops) * world_size, (int(view.shape[-2]), int(view.shape[-1])), generator)
+            params = params[rank_rows(len(crops), rank, world_size)].to(view.device)
+            params.crop, params.flip = box.to(view.device).float(), flip.to(view.device).float()
+            out.append((aug.apply_photometric(view, params), params))
         (v1, p1), (v2, p2) = out
         return ViewPair(v1, v2, p1, p2)
 

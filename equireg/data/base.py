@@ -101,6 +101,11 @@ class CropBatch:
     def device(self) -> torch.device:
         return self.view1.device
 
+    def __getitem__(self, rows: slice) -> CropBatch:
+        """The views of some images (e.g. the b1 / b2 parts of a batch)."""
+        return CropBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
+                            for f in fields(self)})
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> CropBatch:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device, non_blocking=non_blocking)

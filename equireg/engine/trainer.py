@@ -206,6 +206,8 @@ class Trainer:
             with _data_errors(cfg.data.name, cfg.data.root):
                 dataset = load_splits(cfg).pretrain
         self.dataset = dataset.to(self.device) if getattr(dataset, "in_memory", False) else dataset
+        # an image folder's loader cuts T's crops from the original files (the view policies then add photometrics)
+        self.crops = self.recipe.crop_spec(cfg.data.image_size) if self.dataset.cuts_crops else None
         self.batches_per_epoch = self.dataset.num_batches(cfg.optim.batch_size, drop_last=True, world_size=self.world)
         if self.batches_per_epoch < 1:
             per_rank = f" per rank ({self.world} ranks)" if self.world > 1 else ""
@@ -271,7 +273,7 @@ class Trainer:
                 epoch, skip = divmod(step, self.batches_per_epoch)
                 batches = self.dataset.batches(
                     cfg.optim.batch_size, shuffle=True, drop_last=True, seed=cfg.train.seed, epoch=epoch,
-                    rank=self.rank, world_size=self.world, device=self.device, start_batch=skip,
+                    rank=self.rank, world_size=self.world, device=self.device, start_batch=skip, crops=self.crops,
                 )
                 for images, _ in _read_batches(batches, cfg.data.name, self._checkpoint_note):
                     if step >= stop:

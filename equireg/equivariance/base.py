@@ -65,7 +65,9 @@ class EquivarianceLoss(nn.Module):
       loss uses T_eq pairs on a b2 share of each batch;
     * ``cls_position``: the ViT architecture the method was published with (``"after_equiv"`` for SER's late
       [CLS], ``"input"`` for a standard ViT);
-    * ``extra_views_per_image``: views beyond the two per image (E-SSL 4, EquiMod 1), for matched comparisons.
+    * ``extra_views_per_image``: views beyond the two per image (E-SSL 4, EquiMod 1), for matched comparisons;
+    * ``needs_full_images``: the loss makes its own views from the step's whole images (EquiMod's x0, E-SSL's
+      small crops, STL's aligned crops), so it cannot train on the crops an image-folder loader cuts.
 
     Hooks: :meth:`adapt_ssl_views` (once, at build time), :meth:`extra_views` (per step) and :meth:`compute`.
     Factories receive context for the parameters they declare: ``in_channels`` (width of what ``reads`` gives),
@@ -76,6 +78,7 @@ class EquivarianceLoss(nn.Module):
     split_views: ClassVar[tuple[str, ...]] = (View.EQ_A, View.EQ_B)
     cls_position: ClassVar[Literal["input", "after_equiv"]] = "input"
     extra_views_per_image: ClassVar[int] = 0
+    needs_full_images: ClassVar[bool] = False
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()

@@ -53,6 +53,7 @@ class EquiModLoss(EquivarianceLoss):
     """
 
     reads = "vector"
+    needs_full_images = True
     split_views = (View.V1, View.V2, View.X0)
     extra_views_per_image = 1
 

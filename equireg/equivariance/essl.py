@@ -42,6 +42,7 @@ class ESSLLoss(EquivarianceLoss):
     """
 
     reads = "vector"
+    needs_full_images = True
     split_views = (View.ROT,)
     extra_views_per_image = 4
 

@@ -98,6 +98,7 @@ class STLLoss(EquivarianceLoss):
     """
 
     reads = "vector"
+    needs_full_images = True
     split_views = (View.V1, View.V2)
 
     def __init__(

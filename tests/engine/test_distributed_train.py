@@ -59,6 +59,7 @@ class GlobalBatches:
     last b2 rows (so a single process splits it into the same SSL and equivariant images)."""
 
     in_memory = False
+    cuts_crops = False
 
     def __init__(self, base: ImageDataset) -> None:
         self.base = base
