@@ -26,7 +26,8 @@ def _params(n: int, gen: torch.Generator) -> ViewParams:
 
 def reference_loss(loss: AugSelfLoss, y1: torch.Tensor, y2: torch.Tensor, p1: ViewParams, p2: ViewParams) -> torch.Tensor:
     """L = Σ_k w_k mean over both orders and samples of ℓ_k(φ_k([y_a; y_b]), ω_k(t_a) − ω_k(t_b)), with
-    crop ω = (cy, cx mirrored when flipped, h, w), colour ω = (factor − neutral) / (2·strength), flip: same flip."""
+    crop ω = (cy, cx mirrored when flipped, h, w), colour ω = (factor − neutral) / (2·strength), blur ω = σ, sol ω =
+    the solarize flag; every regression task is MSE(tanh p, Δ) (the official SSObjective); flip: same flip, BCE."""
     strength = torch.tensor([0.4, 0.4, 0.2, 0.1])
     neutral = torch.tensor([1.0, 1.0, 1.0, 0.0])
 
@@ -34,6 +35,10 @@ def reference_loss(loss: AugSelfLoss, y1: torch.Tensor, y2: torch.Tensor, p1: Vi
         if task == "crop":
             cx = 1 - p.crop[i, 1] if p.flip[i] > 0 else p.crop[i, 1]
             return torch.stack([p.crop[i, 0], cx, p.crop[i, 2], p.crop[i, 3]])
+        if task == "blur":
+            return p.blur_sigma[i : i + 1]
+        if task == "sol":
+            return p.solarize[i : i + 1]
         return (p.color[i] - neutral) / (2 * strength)
 
     total = torch.zeros(())
@@ -54,7 +59,8 @@ def reference_loss(loss: AugSelfLoss, y1: torch.Tensor, y2: torch.Tensor, p1: Vi
 def test_loss_matches_reference() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    loss = AugSelfLoss(6, weights={"crop": 1.0, "color": 0.5, "flip": 0.3}, hidden_dim=8).eval()  # eval: BN fixed
+    weights = {"crop": 1.0, "color": 0.5, "flip": 0.3, "blur": 0.2, "sol": 0.1}
+    loss = AugSelfLoss(6, weights=weights, hidden_dim=8).eval()  # eval: BN fixed
     y1, y2 = torch.randn(5, 6), torch.randn(5, 6)
     p1, p2 = _params(5, gen), _params(5, gen)
     got = loss.loss_from(y1, y2, (p1, p2))
