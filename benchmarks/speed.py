@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import equireg  # noqa: F401  (installs the torchvision shim timm needs)
@@ -114,15 +115,50 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 # --- benchmarks ---------------------------------------------------------------------------------------------------
 
 
+# aten ops that read a tensor's value on the host: on a GPU each one waits for the queued work (a sync point)
+SYNC_OPS = frozenset({"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::equal",
+                      "aten::is_nonzero", "aten::_unique2", "aten::unique_dim", "aten::unique_consecutive"})
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every aten op dispatched (forward, backward and optimizer) and the host-sync ones among them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops, self.syncs = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.ops += 1
+        self.syncs += func._schema.name in SYNC_OPS
+        return func(*args, **(kwargs or {}))
+
+
+def step_counts(trainer: Trainer, images: torch.Tensor) -> tuple[int, int]:
+    """(dispatched aten ops, host-sync ops) of one training step."""
+    with OpCounter() as counter:
+        trainer.train_step(images, 10)
+    return counter.ops, counter.syncs
+
+
+OVERHEAD_CONFIGS = {  # name -> (equiv loss, b2, extra --set values)
+    "baseline": ("none", 0.25, []),
+    "SER official views b2=1%": ("ser", 0.01, []),
+    "SER grid-keeping p4m b2=1%": ("ser", 0.01, ["views.equivariant=uniform"]),
+    "SER official views b2=25%": ("ser", 0.25, []),
+}
+
+
 def overhead(args: argparse.Namespace) -> None:
-    """SER against the same backbone's invariant baseline, side by side in one run, at b2 = 1% and 25%."""
+    """SER against the same backbone's invariant baseline, interleaved in one run: SER's official views (their own
+    grids: their own backbone calls) and grid-keeping p4m views (fused into the b1 views' calls), with FLOPs and the
+    dispatched ops and host syncs of one step."""
     rows = []
     for backbone in args.backbones:
         common = dict(batch=args.batch, precision=args.precision, device=args.device)
-        runs = {"baseline": make_trainer(backbone, equiv="none", **common),
-                "ser b2=1%": make_trainer(backbone, b2=0.01, **common),
-                "ser b2=25%": make_trainer(backbone, b2=0.25, **common)}
+        runs = {name: make_trainer(backbone, equiv=equiv, b2=b2, sets=sets, **common)
+                for name, (equiv, b2, sets) in OVERHEAD_CONFIGS.items()}
         flops = {name: step_flops(*run) for name, run in runs.items()}
+        counts = {name: step_counts(*run) for name, run in runs.items()}
         times = interleaved({name: step_fn(*run) for name, run in runs.items()}, args.repeats)
         base_t, base_f = median(times["baseline"]), flops["baseline"]
         for name, run in runs.items():
@@ -130,15 +166,17 @@ def overhead(args: argparse.Namespace) -> None:
             t = median(times[name])
             paired = median([x / y for x, y in zip(times[name], times["baseline"])])  # same round, same load
             rows.append([backbone, name, b2, f"{flops[name] / 1e9:.1f}", f"{flops[name] / base_f:.4f}x",
-                         f"{t * 1e3:.0f}", f"{t / base_t:.3f}x", f"{paired:.3f}x"])
+                         *counts[name], f"{t * 1e3:.0f}", f"{t / base_t:.3f}x", f"{paired:.3f}x"])
             RESULTS.setdefault("overhead", []).append(
                 {"backbone": backbone, "config": name, "b2": b2, "gflops": flops[name] / 1e9,
-                 "flops_ratio": flops[name] / base_f, "ms_median": t * 1e3, "wall_ratio_median": t / base_t,
+                 "flops_ratio": flops[name] / base_f, "ops": counts[name][0], "syncs": counts[name][1],
+                 "ms_median": t * 1e3, "wall_ratio_median": t / base_t, "wall_ratio_paired": paired,
                  "ms_all": [x * 1e3 for x in times[name]]})
-    table(f"SER overhead per training step (MoCo-v3, p4m, batch {args.batch}, {args.precision}, "
-          f"median of {args.repeats} interleaved steps)",
-          ["backbone", "config", "b2 images", "GFLOPs/step", "FLOPs vs baseline", "ms/step (median)",
-           "wall vs baseline (ratio of medians)", "wall vs baseline (median of per-round ratios)"], rows)
+    table(f"SER overhead per training step (MoCo-v3, batch {args.batch}, {args.precision}, median of "
+          f"{args.repeats} interleaved steps)",
+          ["backbone", "config", "b2 images", "GFLOPs/step", "FLOPs vs baseline", "aten ops/step", "host syncs/step",
+           "ms/step (median)", "wall vs baseline (ratio of medians)", "wall vs baseline (median of per-round ratios)"],
+          rows)
 
 
 def _backbone_only(trainer: Trainer, images: torch.Tensor) -> tuple[Callable[[], object], Callable[[], object],
@@ -164,9 +202,9 @@ def _backbone_only(trainer: Trainer, images: torch.Tensor) -> tuple[Callable[[],
         synchronize(trainer.device)
 
     def teacher() -> None:
-        with autocast:
+        with autocast, torch.no_grad():
             for v in views.values():
-                recipe.objective.teacher_forward(v)
+                recipe.objective.teacher_backbone(v)
         synchronize(trainer.device)
 
     return make_views, forward_backward, teacher
@@ -211,7 +249,7 @@ def action(args: argparse.Namespace) -> None:
             for b2 in (0.01, 0.25):
                 trainer, images = make_trainer(backbone, batch=args.batch, b2=b2, group=group,
                                                precision=args.precision, device=args.device)
-                g_obj = trainer.recipe.group
+                g_obj = trainer.recipe.pair_policy.group
                 calls: list[tuple[torch.Tensor, Any, Any, bool]] = []
                 real_act = g_obj.act
 

@@ -141,6 +141,22 @@ class Config(_Section):
         return self
 
 
+RECIPE_DIR = Path(__file__).parent / "configs" / "recipes"
+
+
+def list_recipes() -> list[str]:
+    """The named recipes shipped with the package (``equireg train --recipe NAME``)."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def recipe_file(name: str) -> Path:
+    """The YAML file of a named recipe; an unknown name is a :class:`ConfigError` listing the recipes."""
+    path = RECIPE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown recipe {name!r}; shipped recipes: {', '.join(list_recipes())}")
+    return path
+
+
 class ConfigError(ValueError):
     """A configuration problem, already phrased for the user (field path, what is allowed)."""
 

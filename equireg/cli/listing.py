@@ -16,6 +16,7 @@ console = Console()
 def _listers() -> dict[str, Callable[[], list[str]]]:
     from equireg.augment import list_view_policies
     from equireg.backbones import list_backbones
+    from equireg.config import list_recipes
     from equireg.data import list_datasets
     from equireg.equivariance import list_equiv_losses
     from equireg.evaluation import list_corruptions
@@ -24,10 +25,10 @@ def _listers() -> dict[str, Callable[[], list[str]]]:
 
     return {"groups": list_groups, "backbones": list_backbones, "objectives": list_objectives,
             "equiv-losses": list_equiv_losses, "view-policies": list_view_policies, "datasets": list_datasets,
-            "corruptions": list_corruptions}
+            "corruptions": list_corruptions, "recipes": list_recipes}
 
 
-KINDS = ("groups", "backbones", "objectives", "equiv-losses", "view-policies", "datasets", "corruptions")
+KINDS = ("groups", "backbones", "objectives", "equiv-losses", "view-policies", "datasets", "corruptions", "recipes")
 
 
 def list_command(

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from equireg.cli.common import fail
 from equireg.config import (
-    Config, ConfigError, config_to_yaml, format_sources, resolve_config, resolve_config_with_sources,
+    Config, ConfigError, config_to_yaml, format_sources, recipe_file, resolve_config, resolve_config_with_sources,
 )
 from equireg.plugins import plugin_names
 from equireg.registry import UnknownNameError
@@ -30,7 +30,8 @@ FLAG_KEYS = {
 
 
 def config_from_cli(config: Optional[Path], sets: Optional[list[str]], plugins: Optional[list[str]] = None,
-                    **flags: Any) -> Config:
+                    recipe: Optional[str] = None, **flags: Any) -> Config:
+    config = _config_or_recipe(config, recipe)
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
     names = plugin_names(plugins)
     if names:
@@ -42,6 +43,22 @@ def config_from_cli(config: Optional[Path], sets: Optional[list[str]], plugins: 
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML or JSON config file")
+
+
+def _config_or_recipe(config: Optional[Path], recipe: Optional[str]) -> Optional[Path]:
+    """The file of ``--config`` or of ``--recipe`` (one of the two: a recipe is a config file shipped with equireg;
+    to change it, copy it with ``equireg config show --recipe NAME > my.yaml``)."""
+    if recipe is None:
+        return config
+    if config is not None:
+        fail("use --recipe NAME or --config FILE, not both (equireg config show --recipe NAME > my.yaml makes a "
+             "file to edit)")
+    try:
+        return recipe_file(recipe)
+    except ConfigError as exc:
+        fail(str(exc))
+RecipeOpt = typer.Option(None, "--recipe", help="a named recipe shipped with equireg (equireg list recipes), "
+                         "e.g. in1k-moco-ser: the official run's every hyperparameter; flags and --set override it")
 PluginsOpt = typer.Option(None, "--plugins", help="a module (or .py file) of your own plug-ins to import first; "
                           "repeatable; also EQUIREG_PLUGINS=a,b; recorded in the run")
 SetOpt = typer.Option(None, "--set", help="override any key: --set optim.lr=1e-3 (repeatable)")
@@ -49,6 +66,7 @@ SetOpt = typer.Option(None, "--set", help="override any key: --set optim.lr=1e-3
 
 def train(
     config: Optional[Path] = ConfigOpt,
+    recipe: Optional[str] = RecipeOpt,
     sets: Optional[list[str]] = SetOpt,
     plugins: Optional[list[str]] = PluginsOpt,
     dataset: Optional[str] = typer.Option(None, help="dataset name (equireg list datasets)"),
@@ -78,7 +96,7 @@ def train(
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
     if resume and config is None and run_dir is not None and (Path(run_dir) / "config.yaml").is_file():
         config = Path(run_dir) / "config.yaml"
-    cfg = config_from_cli(config, sets, plugins, **flags)
+    cfg = config_from_cli(config, sets, plugins, recipe, **flags)
     run_training(cfg, resume=resume, evaluate=evaluate)
 
 
@@ -129,6 +147,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Inspect configurations.")
 @config_app.command("show")
 def show(
     config: Optional[Path] = ConfigOpt,
+    recipe: Optional[str] = RecipeOpt,
     sets: Optional[list[str]] = SetOpt,
     plugins: Optional[list[str]] = PluginsOpt,
     objective: Optional[str] = typer.Option(None),
@@ -143,14 +162,14 @@ def show(
     """Print the resolved configuration (defaults < demo profile < file < flags < --set) as YAML."""
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
     if not sources:
-        typer.echo(config_to_yaml(config_from_cli(config, sets, plugins, **flags)), nl=False)
+        typer.echo(config_to_yaml(config_from_cli(config, sets, plugins, recipe, **flags)), nl=False)
         return
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
     names = plugin_names(plugins)
     if names:
         overrides["plugins"] = names
     try:
-        cfg, origin = resolve_config_with_sources(config, overrides, sets)
+        cfg, origin = resolve_config_with_sources(_config_or_recipe(config, recipe), overrides, sets)
     except ConfigError as exc:
         fail(str(exc))
     typer.echo(format_sources(cfg, origin), nl=False)
