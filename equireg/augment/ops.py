@@ -115,47 +115,48 @@ def color_jitter(images: Tensor, factors: Tensor, order: Tensor, applied: Tensor
     ``factors`` (B, 4) in the order of :data:`COLOR_OP_NAMES`; ``order`` (B, 4) lists op indices by slot.
     For each slot the batch is regrouped (one gather) so that the samples running the same op form one
     contiguous block, which that op then processes in place: four gathers and sixteen block ops in total,
-    instead of a gather and a scatter per (slot, op) pair. ``inplace`` writes the result into ``images``
-    (the other ops of this module take the same flag).
+    instead of a gather and a scatter per (slot, op) pair. The grouping is computed where ``order`` and ``applied``
+    live: pass the host copies (``ViewParams.on_host()``) and no step waits for the device. ``inplace`` writes the
+    result into ``images`` (the other ops of this module take the same flag).
     """
-    b = images.shape[0]
-    device = images.device
-    skip = len(COLOR_OPS)
-    keys = torch.where(applied.to(device).bool()[:, None], order.to(device), torch.full_like(order.to(device), skip))
+    b, device, skip = images.shape[0], images.device, len(COLOR_OPS)
+    keys = torch.where(applied.bool()[:, None], order, torch.full_like(order, skip))
     factors = factors.to(device=device, dtype=images.dtype)
-    rows = torch.arange(b, device=device)  # rows[i]: the sample held in row i of x
+    rows = torch.arange(b)  # rows[i]: the sample held in row i of x (on the host, like keys)
     x = images
     for slot in range(keys.shape[1]):
         perm = torch.argsort(keys[:, slot], stable=True)  # samples grouped by the op they run in this slot
-        x = x.index_select(0, _inverse_permutation(rows)[perm])
+        x = x.index_select(0, _inverse_permutation(rows)[perm].to(device, non_blocking=True))
         rows = perm
         counts = torch.bincount(keys[perm, slot], minlength=skip + 1).tolist()
+        perm_dev = perm.to(device, non_blocking=True)
         start = 0
         for op_index, op in enumerate(COLOR_OPS):
             n = counts[op_index]
             if n:
                 block = x.narrow(0, start, n)
-                block.copy_(op(block, factors[perm[start : start + n], op_index]))
+                block.copy_(op(block, factors[perm_dev[start : start + n], op_index]))
             start += n
-    x = x.index_select(0, _inverse_permutation(rows))
+    x = x.index_select(0, _inverse_permutation(rows).to(device, non_blocking=True))
     return images.copy_(x) if inplace else x
 
 
-def _on_subset(images: Tensor, mask: Tensor, fn: Callable[[Tensor], Tensor], inplace: bool) -> Tensor:
-    """``images`` with ``fn`` applied to the samples in ``mask`` only (skipped samples cost nothing)."""
-    mask = mask.to(images.device).bool()
+def _on_subset(images: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], inplace: bool) -> Tensor:
+    """``images`` with ``fn(selected images, their indices)`` applied to the samples in ``mask`` only (skipped
+    samples cost nothing). The selection is computed where ``mask`` lives (pass a host mask: no device wait)."""
+    mask = mask.bool()
     out = images if inplace else images.clone()
     if bool(mask.all()):
-        return out.copy_(fn(images))
-    idx = torch.nonzero(mask).squeeze(1)
+        return out.copy_(fn(images, torch.arange(images.shape[0], device=images.device)))
+    idx = torch.nonzero(mask).squeeze(1).to(images.device, non_blocking=True)
     if idx.numel():
-        out[idx] = fn(images[idx])
+        out[idx] = fn(images[idx], idx)
     return out
 
 
 def to_grayscale(images: Tensor, mask: Tensor, inplace: bool = False) -> Tensor:
     """Replace the samples in ``mask`` by their luma repeated on all channels."""
-    return _on_subset(images, mask, lambda x: grayscale(x).expand_as(x), inplace)
+    return _on_subset(images, mask, lambda x, _: grayscale(x).expand_as(x), inplace)
 
 
 def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
@@ -174,7 +175,8 @@ def _shifted_sum(padded: Tensor, taps: Tensor, dim: int, size: int) -> Tensor:
     return out
 
 
-def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int, inplace: bool = False) -> Tensor:
+def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int, inplace: bool = False,
+                  active: Tensor | None = None) -> Tensor:
     """Separable Gaussian blur with per-sample sigma (B,), reflect padding; samples with sigma 0 are kept.
 
     The image is reflect-padded once on both axes; filtering the padded rows horizontally and then vertically
@@ -186,15 +188,15 @@ def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int, inplace: bool
         raise ValueError(f"blur kernel_size must be a positive odd number, got {kernel_size}")
     if kernel_size // 2 >= min(images.shape[-2:]):
         raise ValueError(f"blur kernel_size {kernel_size} is too large for {tuple(images.shape[-2:])} images")
+    mask = sigma > 0 if active is None else active  # ``active``: the host copy of sigma > 0 (no device wait)
     sigma = sigma.to(device=images.device, dtype=images.dtype)
-    mask = sigma > 0
     if kernel_size == 1:
         return images if inplace else images.clone()
     pad = kernel_size // 2
     h, w = images.shape[-2:]
 
-    def blur(x: Tensor) -> Tensor:
-        taps = gaussian_kernels(sigma[mask], kernel_size)
+    def blur(x: Tensor, idx: Tensor) -> Tensor:
+        taps = gaussian_kernels(sigma[idx], kernel_size)
         padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         return _shifted_sum(_shifted_sum(padded, taps, -1, w), taps, -2, h)
 
@@ -204,7 +206,7 @@ def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int, inplace: bool
 def solarize(images: Tensor, mask: Tensor, threshold: float, inplace: bool = False) -> Tensor:
     """Invert pixels at or above ``threshold`` in the samples of ``mask``."""
 
-    def invert_bright(x: Tensor) -> Tensor:
+    def invert_bright(x: Tensor, _: Tensor) -> Tensor:
         bright = (x >= threshold).to(x.dtype)
         return bright.mul_(x.mul(-2.0).add_(1.0)).add_(x)  # x -> 1 - x where bright, without torch.where
 

@@ -7,7 +7,7 @@ a skipped colour jitter is factor 1 / hue 0, a skipped blur is sigma 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -34,6 +34,9 @@ class ViewParams:
         grayscale: (B,) float 0/1.
         blur_sigma: (B,) float, 0 when no blur.
         solarize: (B,) float 0/1.
+        host: the same parameters where they were drawn (the CPU), kept when the record is moved to a device:
+            decisions that shape the computation (which samples jitter, blur, ...) read the host copy, so making a
+            view never waits for the device.
     """
 
     crop: Tensor
@@ -44,19 +47,31 @@ class ViewParams:
     grayscale: Tensor
     blur_sigma: Tensor
     solarize: Tensor
+    host: ViewParams | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.flip.shape[0])
 
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "host"}
+
+    def on_host(self) -> ViewParams:
+        """The host copy (this record itself when it lives on the CPU or no copy was kept)."""
+        return self.host if self.host is not None else self
+
     def to(self, device: torch.device | str) -> ViewParams:
-        return ViewParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        moved = ViewParams(**{k: t.to(device, non_blocking=True) for k, t in self._tensors().items()})
+        moved.host = self if self.crop.device.type == "cpu" else self.host
+        return moved
 
     def __getitem__(self, index: slice | Tensor) -> ViewParams:
-        return ViewParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        part = ViewParams(**{k: t[index] for k, t in self._tensors().items()})
+        part.host = self.host[index] if self.host is not None and not isinstance(index, Tensor) else None
+        return part
 
     @staticmethod
     def cat(parts: list[ViewParams]) -> ViewParams:
-        return ViewParams(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(ViewParams)})
+        return ViewParams(**{k: torch.cat([p._tensors()[k] for p in parts]) for k in parts[0]._tensors()})
 
     @property
     def blur_applied(self) -> Tensor:

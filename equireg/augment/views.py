@@ -205,24 +205,21 @@ class ViewAugmentation:
     def apply_photometric(self, images: Tensor, params: ViewParams) -> Tensor:
         """Colour jitter, grayscale, blur, solarize (in that order, as in BYOL) with the recorded parameters.
 
+        Which samples each op touches is read from the parameters' host copy, so no step waits for the device.
         Works on one private copy of ``images`` (the input is left untouched) so each op writes in place.
         """
-        cfg = self.photometric
-        steps = (
-            bool(params.jitter_applied.any()), bool(params.grayscale.any()),
-            bool((params.blur_sigma > 0).any()), bool(params.solarize.any()),
-        )  # fmt: skip
-        if not any(steps):
-            return images.clone()
+        cfg, host = self.photometric, params.on_host()
+        blur = host.blur_sigma > 0
+        steps = (bool(host.jitter_applied.any()), bool(host.grayscale.any()), bool(blur.any()), bool(host.solarize.any()))
         x = images.clone()
         if steps[0]:
-            x = ops.color_jitter(x, params.color, params.jitter_order, params.jitter_applied, inplace=True)
+            x = ops.color_jitter(x, params.color, host.jitter_order, host.jitter_applied, inplace=True)
         if steps[1]:
-            x = ops.to_grayscale(x, params.grayscale, inplace=True)
+            x = ops.to_grayscale(x, host.grayscale, inplace=True)
         if steps[2]:
-            x = ops.gaussian_blur(x, params.blur_sigma, cfg.kernel_size(int(x.shape[-1])), inplace=True)
+            x = ops.gaussian_blur(x, params.blur_sigma, cfg.kernel_size(int(x.shape[-1])), inplace=True, active=blur)
         if steps[3]:
-            x = ops.solarize(x, params.solarize, cfg.solarize_threshold, inplace=True)
+            x = ops.solarize(x, host.solarize, cfg.solarize_threshold, inplace=True)
         return x
 
     def apply(self, images: Tensor, params: ViewParams) -> Tensor:

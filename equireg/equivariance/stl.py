@@ -21,7 +21,6 @@ LayerNorm; the final embedding at the last layer).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import torch
@@ -49,7 +48,7 @@ def align_pairs(params: ViewParams) -> ViewParams:
     if n % 2:
         raise ValueError(f"STL needs an even number of images per batch (aligned pairs), got {n}")
     source = torch.arange(n) // 2 * 2
-    values = {f.name: getattr(params, f.name) for f in fields(ViewParams)}
+    values = params._tensors()
     for name in ALIGNED_FIELDS:
         values[name] = values[name][source.to(values[name].device)].clone()
     return ViewParams(**values)
