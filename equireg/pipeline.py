@@ -18,6 +18,7 @@ from equireg.backbones import Backbone
 from equireg.config import Config, ConfigError, resolve_config
 from equireg.data.splits import Splits, load_splits
 from equireg.engine.checkpoint import CheckpointManager
+from equireg.engine.run_config import recorded_settings
 from equireg.recipe import build_backbone
 
 
@@ -34,7 +35,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train one with `equireg train`")
-    cfg = resolve_config(run_dir / "config.yaml")
+    cfg = resolve_config(recorded_settings(run_dir)[0])  # config.yaml with the changes a resume recorded
     latest = CheckpointManager(run_dir / "checkpoints").load_latest()
     if latest is None:
         raise ConfigError(f"{run_dir} has no checkpoint yet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Optional
@@ -29,8 +30,9 @@ FLAG_KEYS = {
 }
 
 
-def config_from_cli(config: Optional[Path], sets: Optional[list[str]], plugins: Optional[list[str]] = None,
-                    **flags: Any) -> Config:
+def config_from_cli(config: Path | dict[str, Any] | None, sets: Optional[list[str]],
+                    plugins: Optional[list[str]] = None, **flags: Any) -> Config:
+    """Defaults < ``config`` (a file, or a run's recorded settings) < flags < ``--set``."""
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
     names = plugin_names(plugins)
     if names:
@@ -71,42 +73,65 @@ def train(
     seed: Optional[int] = typer.Option(None, help="random seed"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
     precision: Optional[str] = typer.Option(None, help="bf16 or fp32"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its last checkpoint"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its last checkpoint "
+                                "with its own settings (eval, logging, threads and device may change)"),
+    allow_change: Optional[list[str]] = typer.Option(
+        None, "--allow-change", metavar="KEY", help="with --resume: let setting KEY (e.g. optim.steps, or a section) "
+        "differ from the run's; recorded in config_changes.jsonl (repeatable)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="linear probe + equivariance score afterwards"),
 ) -> None:
     """Pretrain a backbone: invariant objective + equivariance regularizer (SER by default)."""
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    if resume and config is None and run_dir is not None and (Path(run_dir) / "config.yaml").is_file():
-        config = Path(run_dir) / "config.yaml"
-    cfg = config_from_cli(config, sets, plugins, **flags)
-    run_training(cfg, resume=resume, evaluate=evaluate)
+    allowed = _allowed_changes(allow_change or [], resume)
+    base: Path | dict[str, Any] | None = config
+    if resume and config is None and run_dir is not None:
+        from equireg.engine.run_config import recorded_settings
+
+        base = recorded_settings(Path(run_dir))[0]  # the settings in force: config.yaml + recorded changes
+    cfg = config_from_cli(base, sets, plugins, **flags)
+    run_training(cfg, resume=resume, evaluate=evaluate, allow_changes=allowed)
 
 
-def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
+def _allowed_changes(keys: list[str], resume: bool) -> tuple[str, ...]:
+    from equireg.engine.run_config import is_setting
+
+    if keys and not resume:
+        fail("--allow-change only applies with --resume")
+    unknown = [k for k in keys if not is_setting(k)]
+    if unknown:
+        fail(f"--allow-change {unknown[0]}: not a setting; see `equireg config show` for the keys")
+    return tuple(keys)
+
+
+def run_training(cfg: Config, *, resume: bool, evaluate: bool, allow_changes: tuple[str, ...] = ()) -> None:
     from equireg.engine import Trainer, TrainingDiverged
     from equireg.engine.trainer import DataError, RunDirError
 
     run_dir = Path(cfg.train.run_dir)
     existed = run_dir.exists()
     try:
-        trainer = Trainer(cfg, resume=resume)
+        trainer = Trainer(cfg, resume=resume, allow_changes=allow_changes)
     except (ValueError, UnknownNameError, RunDirError, FileNotFoundError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:  # while the model and data were being built
+        console.print("interrupted before training started; nothing was written")
+        raise typer.Exit(130) from None
     main = trainer.rank == 0  # under torchrun only rank 0 prints, cleans up and evaluates
     if main:
         console.print(f"[bold]equireg[/bold] run → {run_dir}  ({_describe(cfg)})")
+    keep_config = False
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
         fail(str(exc), code=1)
-    except DataError as exc:  # a corrupt file met mid-epoch
+    except (DataError, RunDirError) as exc:  # a corrupt file met mid-epoch; a run directory that cannot be written
         fail(str(exc))
     except KeyboardInterrupt:
-        console.print(f"interrupted; resume with: equireg train --run-dir {run_dir} --resume")
+        keep_config = main and _report_interrupt(trainer, run_dir)
         raise typer.Exit(130)
     finally:
         trainer.close()
-        if main and not existed and not (run_dir / "checkpoints").exists():
+        if main and not existed and not keep_config and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
     if not main:
         return
@@ -115,6 +140,36 @@ def run_training(cfg: Config, *, resume: bool, evaluate: bool) -> None:
         from equireg.cli.evaluate import summarize
 
         summarize(run_dir, kinds=("linear", "equivariance"))
+
+
+def _report_interrupt(trainer: Any, run_dir: Path) -> bool:
+    """Say what Ctrl-C left: a checkpoint to resume from, or (before the first one) nothing to resume but the
+    settings, which are kept so the run can be started again. Returns True when only the settings were kept."""
+    if trainer.checkpoints.latest() is not None:
+        console.print(f"interrupted; resume with: {_launcher()} train --run-dir {run_dir} --resume")
+        return False
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        console.print("interrupted before training started; nothing was written")
+        return False
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)  # logs of steps that are lost
+    for name in ("metrics.csv", "train_summary.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    every = trainer.cfg.train.checkpoint_every
+    console.print(f"interrupted before the first checkpoint (every {every} steps): nothing to resume. The settings "
+                  f"are kept; start again with: {_launcher()} train --config {config}")
+    return True
+
+
+def _launcher() -> str:
+    """How this process was started: plain ``equireg``, or torchrun with its process count."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return "equireg"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if local == world:
+        return f"torchrun --nproc-per-node {world} -m equireg"
+    return "torchrun <the same torchrun options, on every node> -m equireg"
 
 
 def _describe(cfg: Config) -> str:

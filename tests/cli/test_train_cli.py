@@ -70,3 +70,54 @@ def test_config_show_sources() -> None:
     assert "data.name: imagefolder" in lines[0] and lines[0].endswith("# flag")
     assert any(line.startswith("equiv.b2_ratio: 0.01") and line.endswith("# default") for line in lines)
     assert any(line.startswith("optim.lr: 0.5") and line.endswith("# --set") for line in lines)
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, at_step: int, env: dict[str, str] | None = None) -> None:
+    """Make the trainer raise KeyboardInterrupt (Ctrl-C) when it reaches step ``at_step`` (0-based)."""
+    from equireg.engine import Trainer
+
+    original = Trainer.train_step
+
+    def train_step(self, images, step):  # type: ignore[no-untyped-def]
+        if step == at_step:
+            for key, value in (env or {}).items():  # as torchrun would have set them (after the trainer started)
+                monkeypatch.setenv(key, value)
+            raise KeyboardInterrupt
+        return original(self, images, step)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_so_and_keeps_the_config(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "run"
+    _interrupt_at(monkeypatch, 1)
+    args = ["train", "--run-dir", str(run_dir), "--steps", "4", "--batch-size", "32", "--no-eval", *TINY_SETS,
+            "--set", "train.checkpoint_every=2", "--set", "train.log_every=1"]
+    result = runner.invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 130, result.output
+    assert "nothing to resume" in text and "--resume" not in text
+    assert f"equireg train --config {run_dir / 'config.yaml'}" in text
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]  # the settings, no logs of lost steps
+    monkeypatch.undo()
+    again = runner.invoke(app, ["train", "--config", str(run_dir / "config.yaml"), "--no-eval"])  # as advised
+    assert again.exit_code == 0, again.output
+    assert json.loads((run_dir / "train_summary.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize("env, launcher", [
+    ({}, "equireg train"),
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4"}, "torchrun --nproc-per-node 4 -m equireg train"),
+    ({"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}, "torchrun <the same torchrun options, on every node> -m equireg"),
+], ids=["plain", "torchrun", "torchrun-multi-node"])
+def test_ctrl_c_after_a_checkpoint_gives_the_resume_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            env: dict[str, str], launcher: str) -> None:
+    run_dir = tmp_path / "run"
+    _interrupt_at(monkeypatch, 2, env)
+    args = ["train", "--run-dir", str(run_dir), "--steps", "4", "--batch-size", "32", "--no-eval", *TINY_SETS,
+            "--set", "train.checkpoint_every=1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert f"interrupted; resume with: {launcher}" in " ".join(result.output.split())
+    assert f"--run-dir {run_dir} --resume" in " ".join(result.output.split())

@@ -96,3 +96,16 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny, monkeypatc
         resumed.fit()
     after = resumed.checkpoints.load_latest()
     assert after["step"] == good["step"] == 2
+
+
+def test_a_run_directory_that_cannot_be_written_is_bad_input(tiny, locked_dir, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The early check asks os.access; a write that fails anyway (a read-only mount, an ACL) is reported the same."""
+    if locked_dir is None:
+        pytest.skip("no way to make a folder unwritable here")
+    cfg = tiny(**{"train.run_dir": str(locked_dir / "run")})
+    with pytest.raises(RunDirError, match="cannot write in"):
+        Trainer(cfg, progress=False)
+    monkeypatch.setattr("equireg.engine.trainer.os.access", lambda *args: True)  # let the early check pass
+    trainer = Trainer(cfg, progress=False)
+    with pytest.raises(RunDirError, match="cannot write the run directory .*/run: (Operation not permitted|Permission denied)"):
+        trainer.fit()
