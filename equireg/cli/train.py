@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -30,15 +31,20 @@ FLAG_KEYS = {
 }
 
 
-def config_from_cli(config: Path | dict[str, Any] | None, sets: Optional[list[str]],
-                    plugins: Optional[list[str]] = None, **flags: Any) -> Config:
-    """Defaults < ``config`` (a file, or a run's recorded settings) < flags < ``--set``."""
+def _overrides(flags: dict[str, Any], plugins: Optional[list[str]]) -> dict[str, Any]:
+    """Dotted config keys from the flags that were given (and the plug-in modules)."""
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
     names = plugin_names(plugins)
     if names:
         overrides["plugins"] = names
+    return overrides
+
+
+def config_from_cli(config: Path | dict[str, Any] | None, sets: Optional[list[str]],
+                    plugins: Optional[list[str]] = None, **flags: Any) -> Config:
+    """Defaults < demo profile < ``config`` (a file, or a run's recorded settings) < flags < ``--set``."""
     try:
-        return resolve_config(config, overrides, sets)
+        return resolve_config(config, _overrides(flags, plugins), sets)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -119,6 +125,8 @@ def run_training(cfg: Config, *, resume: bool, evaluate: bool, allow_changes: tu
     main = trainer.rank == 0  # under torchrun only rank 0 prints, cleans up and evaluates
     if main:
         console.print(f"[bold]equireg[/bold] run → {run_dir}  ({_describe(cfg)})")
+        if trainer.data_clamped:
+            console.print("note: " + "; ".join(trainer.data_clamped), soft_wrap=True)
     keep_config = False
     try:
         result = trainer.fit()
@@ -146,7 +154,7 @@ def _report_interrupt(trainer: Any, run_dir: Path) -> bool:
     """Say what Ctrl-C left: a checkpoint to resume from, or (before the first one) nothing to resume but the
     settings, which are kept so the run can be started again. Returns True when only the settings were kept."""
     if trainer.checkpoints.latest() is not None:
-        console.print(f"interrupted; resume with: {_launcher()} train --run-dir {run_dir} --resume")
+        console.print(f"interrupted; resume with: {_launcher()} train --run-dir {run_dir} --resume", soft_wrap=True)
         return False
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -181,31 +189,24 @@ def _describe(cfg: Config) -> str:
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configurations.")
 
 
-@config_app.command("show")
-def show(
-    config: Optional[Path] = ConfigOpt,
-    sets: Optional[list[str]] = SetOpt,
-    plugins: Optional[list[str]] = PluginsOpt,
-    objective: Optional[str] = typer.Option(None),
-    group: Optional[str] = typer.Option(None),
-    equiv_layer: Optional[int] = typer.Option(None),
-    backbone: Optional[str] = typer.Option(None),
-    equiv: Optional[str] = typer.Option(None),
-    dataset: Optional[str] = typer.Option(None),
-    sources: bool = typer.Option(False, "--sources", help="one `key: value  # origin` line per value "
-                                 "(default, demo, file, flag or --set)"),
-) -> None:
-    """Print the resolved configuration (defaults < demo profile < file < flags < --set) as YAML."""
-    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    if not sources:
-        typer.echo(config_to_yaml(config_from_cli(config, sets, plugins, **flags)), nl=False)
-        return
-    overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None}
-    names = plugin_names(plugins)
-    if names:
-        overrides["plugins"] = names
+def show(config: Optional[Path] = None, sets: Optional[list[str]] = None, plugins: Optional[list[str]] = None,
+         sources: bool = False, **flags: Any) -> None:
+    """Print the resolved configuration (defaults < demo profile < file < flags < --set) as YAML; takes every
+    flag of `train`."""
     try:
-        cfg, origin = resolve_config_with_sources(config, overrides, sets)
+        cfg, origin = resolve_config_with_sources(config, _overrides(flags, plugins), sets)
     except ConfigError as exc:
         fail(str(exc))
-    typer.echo(format_sources(cfg, origin), nl=False)
+    typer.echo(format_sources(cfg, origin) if sources else config_to_yaml(cfg), nl=False)
+
+
+# `config show` takes exactly the configuration options of `train` (same names, help and precedence), and --sources
+_train_signature = inspect.signature(train, eval_str=True)
+show.__signature__ = _train_signature.replace(  # type: ignore[attr-defined]
+    parameters=[
+        *(p for name, p in _train_signature.parameters.items() if name in ("config", "sets", "plugins", *FLAG_KEYS)),
+        inspect.Parameter("sources", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=bool, default=typer.Option(
+            False, "--sources", help="one `key: value  # origin` line per value (default, demo, file, flag or --set)")),
+    ]
+)
+config_app.command("show")(show)

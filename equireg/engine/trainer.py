@@ -240,11 +240,14 @@ class Trainer:
             self.recipe.rank, self.recipe.world_size = self.rank, self.world  # views drawn for the global batch
         if cfg.train.channels_last and self.recipe.backbone.family == "cnn":
             self.recipe.to(memory_format=torch.channels_last)
+        self.data_sizes: dict[str, int] = {}
+        self.data_clamped: list[str] = []  # requested subset sizes the dataset could not give (the CLI prints them)
         if dataset is None:
             from equireg.data.splits import load_splits
 
             with _data_errors(cfg.data.name, cfg.data.root):
-                dataset = load_splits(cfg).pretrain
+                splits = load_splits(cfg)
+            dataset, self.data_sizes, self.data_clamped = splits.pretrain, splits.sizes(), splits.clamped
         self.dataset = dataset.to(self.device) if getattr(dataset, "in_memory", False) else dataset
         # an image folder's loader cuts T's crops from the original files (the view policies then add photometrics)
         self.crops = self.recipe.crop_spec(cfg.data.image_size) if self.dataset.cuts_crops else None
@@ -370,7 +373,8 @@ class Trainer:
         result = TrainResult(str(self.run_dir), step, last_loss, images_seen * self.world / max(wall, 1e-9), wall,
                              self.start_step, self.world)
         if self.rank == 0:
-            summary = {**asdict(result), **self.recipe.describe()}
+            summary = {**asdict(result), **self.recipe.describe(),
+                       "data_sizes": self.data_sizes or {"pretrain": len(self.dataset)}, "data_clamped": self.data_clamped}
             (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return result
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from equireg.cli.main import app
@@ -43,12 +44,44 @@ def test_bad_input_exits_2_without_run_dir(tmp_path: Path, args: list[str], mess
     assert not run_dir.exists()
 
 
-def test_config_show_resolves_flags_over_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args, lr", [
+    ([], 0.5),  # the file over the default (0.002)
+    (["--lr", "0.1"], 0.1),  # a flag over the file
+    (["--lr", "0.1", "--set", "optim.lr=0.3"], 0.3),  # --set over the flag ...
+    (["--set", "optim.lr=0.3", "--lr", "0.1"], 0.3),  # ... wherever it stands on the command line
+], ids=["file", "flag", "set", "set-first"])
+@pytest.mark.parametrize("command", ["config show", "train"])
+def test_one_precedence_defaults_file_flags_set(tmp_path: Path, command: str, args: list[str], lr: float) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("optim:\n  lr: 0.5\nequiv:\n  group: c4\n")
-    result = runner.invoke(app, ["config", "show", "--config", str(cfg), "--group", "p4m"])
-    assert result.exit_code == 0
-    assert "lr: 0.5" in result.output and "group: p4m" in result.output
+    run_dir = tmp_path / "run"
+    extra = ["--run-dir", str(run_dir), "--steps", "1", "--batch-size", "32", "--no-eval", *TINY_SETS]
+    result = runner.invoke(app, [*command.split(), "--config", str(cfg), *args, *(extra if command == "train" else [])])
+    assert result.exit_code == 0, result.output
+    text = result.output if command == "config show" else (run_dir / "config.yaml").read_text()
+    settings = yaml.safe_load(text)
+    assert settings["optim"]["lr"] == lr and settings["equiv"]["group"] == "c4"
+
+
+def test_config_show_takes_every_flag_of_train() -> None:
+    from equireg.cli.train import FLAG_KEYS
+
+    for flag in FLAG_KEYS:
+        option = "--lambda" if flag == "equiv_weight" else "--" + flag.replace("_", "-")
+        assert option in runner.invoke(app, ["config", "show", "--help"], terminal_width=200).output, option
+
+
+def test_resume_reads_the_run_settings_then_flags_then_set(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = runner.invoke(app, ["train", "--run-dir", str(run_dir), "--steps", "1", "--batch-size", "32",
+                                "--no-eval", *TINY_SETS, "--set", "train.device=cpu"])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(app, ["train", "--run-dir", str(run_dir), "--resume", "--no-eval", "--device", "auto",
+                                  "--set", "train.device=cpu", "--set", "eval.knn_k=3"])
+    assert resumed.exit_code == 0, resumed.output
+    (record,) = [json.loads(line) for line in (run_dir / "config_changes.jsonl").read_text().splitlines()]
+    assert record["config"]["train"]["device"] == "cpu" and record["config"]["eval"]["knn_k"] == 3
+    assert record["config"]["optim"]["batch_size"] == 32  # the rest is the run's own
 
 
 def test_train_then_eval(tmp_path: Path) -> None:
