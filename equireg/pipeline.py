@@ -20,6 +20,7 @@ from equireg.config import Config, ConfigError, resolve_config
 from equireg.data.splits import Splits, load_splits
 from equireg.engine.checkpoint import CheckpointManager
 from equireg.engine.run_config import recorded_settings
+from equireg.engine.trainer import log_eval_scalars
 from equireg.recipe import build_backbone
 
 
@@ -80,6 +81,7 @@ def _save(run: LoadedRun, kind: str, result: Any, splits: Splits | None = None) 
     if splits is not None:
         record.update(data_sizes=splits.sizes(), data_clamped=splits.clamped)
     (out / f"{kind}.json").write_text(json.dumps(record, indent=2))
+    log_eval_scalars(run.run_dir, kind, result.to_dict(), run.step)
 
 
 HEAD_FILE = "linear_head.pt"

@@ -20,6 +20,7 @@ import math
 import os
 import pickle
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from equireg.engine.run_config import (
     CONFIG_FILE,
     RunDirError,
     SettingChange,
+    flatten,
     record_changes,
     refusal_message,
     refused_changes,
@@ -335,7 +337,8 @@ class Trainer:
         """Train until ``optim.steps`` (or, for tests and budgets, until step ``stop_after``, checkpointing there)."""
         cfg = self.cfg
         self._prepare_dir()
-        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, resume_step=self.start_step)
+        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, resume_step=self.start_step,
+                            settings=config_to_yaml(cfg))
         total, step = cfg.optim.steps, self.start_step
         stop = total if stop_after is None else min(total, stop_after)
         t_start, images_seen, last_loss = time.perf_counter(), 0, float("nan")
@@ -374,7 +377,8 @@ class Trainer:
                              self.start_step, self.world)
         if self.rank == 0:
             summary = {**asdict(result), **self.recipe.describe(),
-                       "data_sizes": self.data_sizes or {"pretrain": len(self.dataset)}, "data_clamped": self.data_clamped}
+                       "data_sizes": self.data_sizes or {"pretrain": len(self.dataset)},
+                       "data_clamped": self.data_clamped, "environment": run_environment(self.device)}
             (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return result
 
@@ -435,10 +439,45 @@ class Trainer:
             torch.distributed.barrier()
 
 
-class _RunLogger:
-    """CSV (always) and TensorBoard (when installed) scalars, rank 0 only."""
+def tensorboard_writer(run_dir: Path) -> Any:
+    """A SummaryWriter on ``run_dir/tensorboard``, or None without tensorboard (a dependency, but stay usable)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # pragma: no cover
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int = 0) -> None:
+
+def log_eval_scalars(run_dir: Path, kind: str, result: dict[str, Any], step: int) -> None:
+    """The numbers of an evaluation result as TensorBoard scalars ``eval/<kind>/<key>`` at the run's step."""
+    writer = tensorboard_writer(run_dir)
+    if writer is None:
+        return
+    for key, value in flatten(result).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f"eval/{kind}/{key.replace('.', '/')}", value, step)
+    writer.close()
+
+
+def run_environment(device: torch.device) -> dict[str, str]:
+    """Versions and device a run used, for train_summary.json (results depend on them)."""
+    import platform
+
+    import timm
+
+    import equireg
+
+    info = {"equireg": equireg.__version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version(), "device": str(device)}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class _RunLogger:
+    """CSV (always) and TensorBoard (when installed) scalars, and the settings as TensorBoard text; rank 0 only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int = 0, settings: str = "") -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.csv"
         self._fh: Any = None
@@ -449,12 +488,9 @@ class _RunLogger:
         self._append = resume_step > 0 and self.path.exists()
         if self._append:
             _truncate_metrics(self.path, resume_step)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # pragma: no cover - tensorboard is a dependency, but stay usable without it
-            self._writer = None
+        self._writer = tensorboard_writer(run_dir)
+        if self._writer is not None and settings:  # indented: a code block in TensorBoard's markdown
+            self._writer.add_text("settings", "    " + settings.replace("\n", "\n    "), resume_step)
 
     def log(self, row: dict[str, float]) -> None:
         if not self.enabled:
@@ -499,11 +535,14 @@ def _row_step(line: str) -> float:
 
 
 class _Progress:
-    """A rich progress bar with loss, lr and images/s; silent when disabled."""
+    """Progress of the loop: a rich bar on a terminal; otherwise (a log file, a CI job, a pipe) one plain line per
+    logged step (every ``train.log_every`` steps) with the loss parts, lr, images/s and the time left."""
 
     def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.enabled = enabled
-        if not enabled:
+        self.enabled, self.total, self.start = enabled, total, start
+        self.bar = enabled and sys.stdout.isatty()
+        self._t0 = time.perf_counter()
+        if not self.bar:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -515,10 +554,23 @@ class _Progress:
         self._task = self._progress.add_task("train", total=total, completed=start, info="")
 
     def update(self, step: int, row: dict[str, float]) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.bar:
             info = f"loss {row['loss']:.3f}  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s"
             self._progress.update(self._task, completed=step, info=info)
+            return
+        parts = ", ".join(f"{k.removeprefix('loss_')} {v:.4g}" for k, v in row.items() if k.startswith("loss_"))
+        print(f"step {step}/{self.total}  loss {row['loss']:.4g}{f' ({parts})' if parts else ''}  "
+              f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  ETA {self._eta(step)}", flush=True)
+
+    def _eta(self, step: int) -> str:
+        done = step - self.start
+        if done <= 0:
+            return "?"
+        seconds = int((time.perf_counter() - self._t0) / done * (self.total - step))
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
     def close(self) -> None:
-        if self.enabled:
+        if self.bar:
             self._progress.stop()

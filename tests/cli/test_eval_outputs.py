@@ -66,3 +66,28 @@ def test_threads_default_to_the_run_setting(trained: Path, monkeypatch: pytest.M
     result = runner.invoke(app, ["eval", "knn", str(trained), *args])
     assert result.exit_code == 0, result.output
     assert used == [threads]
+
+
+def test_tensorboard_gets_the_settings_and_the_evaluation_results(trained: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "eval/linear/top1", "eval/linear/top5", "eval/equivariance/map_scores/rot90"} <= scalars
+    (text,) = events.Tensors("settings/text_summary")
+    assert "backbone:" in text.tensor_proto.string_val[0].decode() and text.step == 0
+    (top1,) = events.Scalars("eval/linear/top1")
+    assert top1.step == 1 and top1.value == json.loads((trained / "eval" / "linear.json").read_text())["top1"]
+
+
+def test_train_summary_records_versions_and_device(trained: Path) -> None:
+    import platform
+
+    import timm
+
+    import equireg
+
+    env = json.loads((trained / "train_summary.json").read_text())["environment"]
+    assert env == {"equireg": equireg.__version__, "torch": torch.__version__, "timm": timm.__version__,
+                   "python": platform.python_version(), "device": "cpu"}
