@@ -100,7 +100,6 @@ def adjust_hue(images: Tensor, shift: Tensor) -> Tensor:
 
 
 COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-COLOR_OP_NAMES = ("brightness", "contrast", "saturation", "hue")
 
 
 def _inverse_permutation(perm: Tensor) -> Tensor:
@@ -112,7 +111,7 @@ def _inverse_permutation(perm: Tensor) -> Tensor:
 def color_jitter(images: Tensor, factors: Tensor, order: Tensor, applied: Tensor, inplace: bool = False) -> Tensor:
     """Apply brightness, contrast, saturation and hue in a per-sample order to the samples with ``applied``.
 
-    ``factors`` (B, 4) in the order of :data:`COLOR_OP_NAMES`; ``order`` (B, 4) lists op indices by slot.
+    ``factors`` (B, 4) in the order of :data:`COLOR_OPS` (brightness, contrast, saturation, hue); ``order`` (B, 4) lists op indices by slot.
     For each slot the batch is regrouped (one gather) so that the samples running the same op form one
     contiguous block, which that op then processes in place: four gathers and sixteen block ops in total,
     instead of a gather and a scatter per (slot, op) pair. ``inplace`` writes the result into ``images``
