@@ -56,8 +56,9 @@ def test_trains_with_every_objective(tmp_path: Path, objective: str) -> None:
 @pytest.mark.parametrize("objective", ["moco", "barlow", "simclr"])
 def test_twenty_bf16_steps_at_the_last_layer_stay_finite(tmp_path: Path, objective: str) -> None:
     """At 32 px the half-size crops (16 px) reach stage 4 as 1x1 maps, where CPU's bf16 conv weight gradient is
-    unreliable; before the backbone ran such passes in fp32, 3 of 4 runs of this test went NaN (all three objectives,
-    at steps 1-11; test_backbone_cnn.py pins the cause itself)."""
+    unreliable (uninitialised values, so whether a run hits them varies): before the backbone ran such passes in
+    fp32, half of the runs of this test went NaN (3 of 6, all three objectives at steps 1-11);
+    test_backbone_cnn.py pins the cause itself and fails every time without the fix."""
     from equireg.engine import Trainer
 
     torch.set_num_threads(1)
