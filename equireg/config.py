@@ -8,6 +8,7 @@ registered factories, which own their defaults.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -238,10 +239,12 @@ SOURCES = ("default", "demo", "file", "flag", "--set")
 
 
 def resolve_config(
-    file: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+    file: str | Path | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
 ) -> Config:
     """Defaults, the demo profile (demo datasets only), file values, ``overrides`` (dotted keys from CLI flags),
-    then ``--set key=value``.
+    then ``--set key=value``. ``file`` may also be the settings themselves (a mapping, e.g. those a run directory
+    records).
 
     Mappings merge key by key (``--set objective.kwargs.proj_dim=128`` keeps the demo's preset); every
     other value replaces the one before it.
@@ -250,10 +253,12 @@ def resolve_config(
 
 
 def resolve_config_with_sources(
-    file: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
+    file: str | Path | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
 ) -> tuple[Config, dict[str, str]]:
     """:func:`resolve_config`, plus where each leaf value came from: ``{"optim.lr": "flag", ...}``."""
-    layers = [("file", load_file(file) if file else {}), ("flag", {}), ("--set", {})]
+    settings = copy.deepcopy(file) if isinstance(file, dict) else load_file(file) if file else {}
+    layers = [("file", settings), ("flag", {}), ("--set", {})]
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(layers[1][1], key, value)

@@ -7,6 +7,7 @@ and write ``eval/<kind>.json`` into the run directory, so ``equireg bench`` and 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from equireg.backbones import Backbone
 from equireg.config import Config, ConfigError, resolve_config
 from equireg.data.splits import Splits, load_splits
 from equireg.engine.checkpoint import CheckpointManager
+from equireg.engine.run_config import recorded_settings
+from equireg.engine.trainer import log_eval_scalars
 from equireg.recipe import build_backbone
 
 
@@ -30,11 +33,10 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a run's online backbone from its ``config.yaml`` and load it from the latest checkpoint."""
+    """Rebuild a run's online backbone from its settings in force (``config.yaml`` with the changes its resumes
+    recorded) and load it from the latest checkpoint."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train one with `equireg train`")
-    cfg = resolve_config(run_dir / "config.yaml")
+    cfg = run_settings(run_dir)
     latest = CheckpointManager(run_dir / "checkpoints").load_latest()
     if latest is None:
         raise ConfigError(f"{run_dir} has no checkpoint yet")
@@ -43,6 +45,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     backbone.load_state_dict({k[len(prefix):]: v for k, v in latest["recipe"].items() if k.startswith(prefix)})
     backbone.to(device).eval()
     return LoadedRun(cfg, backbone, run_dir, int(latest["step"]))
+
+
+def run_settings(run_dir: str | Path) -> Config:
+    """The settings in force in ``run_dir``: ``config.yaml`` with the changes its resumes recorded."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train one with `equireg train`")
+    return resolve_config(recorded_settings(run_dir)[0])
 
 
 def _amp(cfg: Config) -> torch.dtype | None:
@@ -63,10 +73,15 @@ def eval_device(cfg: Config, device: str | None = None) -> torch.device:
     return resolve_device(device or cfg.train.device)
 
 
-def _save(run: LoadedRun, kind: str, result: Any) -> None:
+def _save(run: LoadedRun, kind: str, result: Any, splits: Splits | None = None) -> None:
+    """``eval/<kind>.json``: the result, the step it evaluates and the data sizes it used (``splits``)."""
     out = run.run_dir / "eval"
     out.mkdir(exist_ok=True)
-    (out / f"{kind}.json").write_text(json.dumps({"step": run.step, **result.to_dict()}, indent=2))
+    record = {"step": run.step, **result.to_dict()}
+    if splits is not None:
+        record.update(data_sizes=splits.sizes(), data_clamped=splits.clamped)
+    (out / f"{kind}.json").write_text(json.dumps(record, indent=2))
+    log_eval_scalars(run.run_dir, kind, result.to_dict(), run.step)
 
 
 HEAD_FILE = "linear_head.pt"
@@ -125,7 +140,7 @@ def evaluate_linear(
     result = linear_probe(*tr, *te, epochs=e.probe_epochs, lr=e.probe_lr, optimizer=e.probe_optimizer,
                           num_classes=splits.test.num_classes, seed=run.cfg.train.seed, device=dev)
     if save:
-        _save(run, "linear", result)
+        _save(run, "linear", result, splits)
         _save_head(run, "probe", result.classifier, {"kind": "embedding"}, splits.test.classes)
     return result
 
@@ -161,7 +176,7 @@ def evaluate_linear_paper(
     result = linear_eval(features, train_epoch, test_batches, splits.test.num_classes, epochs=e.linear_epochs,
                          batch_size=e.batch_size, lrs=e.linear_lrs, amp_dtype=_amp(cfg), seed=cfg.train.seed, log=log)  # fmt: skip
     if save:
-        _save(run, "linear", result)
+        _save(run, "linear", result, splits)
         spec = {"kind": "last_blocks", "n_last_blocks": len(features.blocks)} if features.blocks else {"kind": "pooled"}
         _save_head(run, "paper", result.head, spec, splits.test.classes)
     return result
@@ -180,7 +195,7 @@ def evaluate_knn(run: LoadedRun, splits: Splits | None = None, save: bool = True
     result = knn_classify(tr[0].to(dev), tr[1].to(dev), te[0].to(dev), te[1].to(dev), k=run.cfg.eval.knn_k,
                           num_classes=splits.test.num_classes)  # fmt: skip
     if save:
-        _save(run, "knn", result)
+        _save(run, "knn", result, splits)
     return result
 
 
@@ -189,28 +204,49 @@ def evaluate_equivariance(
     save: bool = True,
 ) -> Any:
     """Equivariance score per element kind at the split layer (``layer``: another layer, or ``"fixed"`` for the
-    place shared by every run, scored with :func:`comparable_elements`), and invariance at the final embedding."""
+    place shared by every run, scored with :func:`comparable_elements`), and invariance at the final embedding;
+    saved as ``eval/<equivariance_result_name(...)>.json``."""
     from equireg.evaluation import equivariance_score
     from equireg.evaluation.equivariance import FIXED, comparable_elements
-    from equireg.groups import create_group
 
     splits = splits or load_splits(run.cfg)
     cfg = run.cfg
-    if group is not None:
-        g = create_group(group)
-    elif cfg.equiv.group == "p4m":
-        g = create_group("p4m*scale")  # report rotation, flip and scale even when training used p4m only
-    else:
-        g = create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
+    g = _scored_group(cfg, group)
     n = min(cfg.eval.equiv_images, len(splits.test))
     dev = _device(run)
     images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False, device=dev)
-    layer = layer or run.backbone.split_layer
-    elements = comparable_elements(g) if layer == FIXED else None
-    result = equivariance_score(run.backbone, images, g, layer=layer, elements=elements, amp_dtype=None, max_images=n)
+    at = layer or run.backbone.split_layer
+    elements = comparable_elements(g) if at == FIXED else None
+    result = equivariance_score(run.backbone, images, g, layer=at, elements=elements, amp_dtype=None, max_images=n)
     if save:
-        _save(run, "equivariance-fixed" if layer == FIXED else "equivariance", result)
+        _save(run, equivariance_result_name(run, group, layer), result, splits)
     return result
+
+
+def _scored_group(cfg: Config, group: str | None) -> Any:
+    from equireg.groups import create_group
+
+    if group is not None:
+        return create_group(group)
+    if cfg.equiv.group == "p4m":
+        return create_group("p4m*scale")  # report rotation, flip and scale even when training used p4m only
+    return create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
+
+
+def equivariance_result_name(run: LoadedRun, group: str | None = None, layer: int | str | None = None) -> str:
+    """``equivariance`` at the run's own group and layer (the score training's summary writes) and
+    ``equivariance-fixed`` at the shared place; a score asked for another group or layer gets its own name,
+    ``equivariance-<group>-L<k>`` (or ``-fixed``), so it never overwrites those."""
+    from equireg.evaluation.equivariance import FIXED
+
+    if group is None:
+        if layer is None:
+            return "equivariance"
+        if layer == FIXED:
+            return "equivariance-fixed"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", _scored_group(run.cfg, group).name)
+    place = "fixed" if layer == FIXED else f"L{layer or run.backbone.split_layer}"
+    return f"equivariance-{name}-{place}"
 
 
 def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any = None, save: bool = True) -> Any:
@@ -231,7 +267,7 @@ def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any
         amp_dtype=_amp(run.cfg), seed=run.cfg.train.seed,
     )
     if save:
-        _save(run, "robustness", result)
+        _save(run, "robustness", result, splits)
     return result
 
 

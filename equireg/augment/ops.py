@@ -100,7 +100,6 @@ def adjust_hue(images: Tensor, shift: Tensor) -> Tensor:
 
 
 COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-COLOR_OP_NAMES = ("brightness", "contrast", "saturation", "hue")
 
 
 def _inverse_permutation(perm: Tensor) -> Tensor:
@@ -112,7 +111,7 @@ def _inverse_permutation(perm: Tensor) -> Tensor:
 def color_jitter(images: Tensor, factors: Tensor, order: Tensor, applied: Tensor, inplace: bool = False) -> Tensor:
     """Apply brightness, contrast, saturation and hue in a per-sample order to the samples with ``applied``.
 
-    ``factors`` (B, 4) in the order of :data:`COLOR_OP_NAMES`; ``order`` (B, 4) lists op indices by slot.
+    ``factors`` (B, 4) in the order of :data:`COLOR_OPS` (brightness, contrast, saturation, hue); ``order`` (B, 4) lists op indices by slot.
     For each slot the batch is regrouped (one gather) so that the samples running the same op form one
     contiguous block, which that op then processes in place: four gathers and sixteen block ops in total,
     instead of a gather and a scatter per (slot, op) pair. The grouping is computed where ``order`` and ``applied``
@@ -145,9 +144,10 @@ def _on_subset(images: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tens
     """``images`` with ``fn(selected images, their indices)`` applied to the samples in ``mask`` only (skipped
     samples cost nothing). The selection is computed where ``mask`` lives (pass a host mask: no device wait)."""
     mask = mask.bool()
+    if bool(mask.all()):  # no copy of the input first: fn makes a new tensor anyway
+        every = torch.arange(images.shape[0], device=images.device)
+        return images.copy_(fn(images, every)) if inplace else fn(images, every).contiguous()
     out = images if inplace else images.clone()
-    if bool(mask.all()):
-        return out.copy_(fn(images, torch.arange(images.shape[0], device=images.device)))
     idx = torch.nonzero(mask).squeeze(1).to(images.device, non_blocking=True)
     if idx.numel():
         out[idx] = fn(images[idx], idx)
@@ -167,22 +167,25 @@ def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
     return taps / taps.sum(dim=1, keepdim=True)
 
 
-def _shifted_sum(padded: Tensor, taps: Tensor, dim: int, size: int) -> Tensor:
-    """sum_t taps[:, t] * padded[..., t : t + size, ...] along ``dim``: a per-sample 1-D correlation."""
-    out = padded.narrow(dim, 0, size) * taps[:, 0].view(-1, 1, 1, 1)
-    for t in range(1, taps.shape[1]):
-        out.addcmul_(padded.narrow(dim, t, size), taps[:, t].view(-1, 1, 1, 1))
-    return out
+def _filter_axis(images: Tensor, taps: Tensor, dim: int) -> Tensor:
+    """Correlate every sample's channels with its 1-D ``taps`` (B, K) along ``dim`` (-1: x, -2: y), reflect-padded
+    along that axis only: one grouped convolution with a filter per sample and channel (the batch is viewed as one
+    image of B*C channels)."""
+    b, c, h, w = images.shape
+    k = taps.shape[1]
+    pad = (k // 2, k // 2, 0, 0) if dim == -1 else (0, 0, k // 2, k // 2)
+    weight = taps.repeat_interleave(c, dim=0).view(b * c, 1, *((1, k) if dim == -1 else (k, 1)))
+    padded = F.pad(images, pad, mode="reflect")
+    return F.conv2d(padded.reshape(1, b * c, *padded.shape[-2:]), weight, groups=b * c).view(b, c, h, w)
 
 
 def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int, inplace: bool = False,
                   active: Tensor | None = None) -> Tensor:
     """Separable Gaussian blur with per-sample sigma (B,), reflect padding; samples with sigma 0 are kept.
 
-    The image is reflect-padded once on both axes; filtering the padded rows horizontally and then vertically
-    equals filtering with reflect padding per axis (row reflection commutes with a horizontal filter). Small
-    kernels (3-9 taps at 32-96 px) make K shifted multiply-adds cheaper than a grouped convolution with one
-    filter per sample and channel.
+    Each axis is padded and filtered on its own (a grouped convolution per axis), so the first pass does not also
+    filter the rows the second pass's padding adds. K shifted multiply-adds, used before, took about 3x kornia's
+    time at 23 taps (224 px); this form is level with it (docs/performance.md, "kornia").
     """
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"blur kernel_size must be a positive odd number, got {kernel_size}")
@@ -192,13 +195,10 @@ def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int, inplace: bool
     sigma = sigma.to(device=images.device, dtype=images.dtype)
     if kernel_size == 1:
         return images if inplace else images.clone()
-    pad = kernel_size // 2
-    h, w = images.shape[-2:]
 
     def blur(x: Tensor, idx: Tensor) -> Tensor:
         taps = gaussian_kernels(sigma[idx], kernel_size)
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        return _shifted_sum(_shifted_sum(padded, taps, -1, w), taps, -2, h)
+        return _filter_axis(_filter_axis(x, taps, -1), taps, -2)
 
     return _on_subset(images, mask, blur, inplace)
 

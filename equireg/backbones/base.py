@@ -92,6 +92,20 @@ class Backbone(nn.Module):
             )
         return index
 
+    def check_image_size(self, size: int, layer: int | None = None, smallest: int = 8) -> None:
+        """Raise ValueError unless ``size`` is a multiple of the cell of ``layer``'s map (ViT: the patch size),
+        naming the nearest sizes (at least ``smallest``) that are."""
+        info = self.info(layer)
+        if size % info.stride == 0:
+            return
+        below = size // info.stride * info.stride
+        nearest = [s for s in (below, below + info.stride) if s >= smallest]
+        cell = "the patch size" if self.family == "vit" else f"one cell of the layer-{info.index} map"
+        raise ValueError(
+            f"image size {size} is not a multiple of {info.stride} px, {cell} of this {self.family} backbone; "
+            f"nearest sizes that work: {', '.join(map(str, nearest))} (data.image_size / --image-size)"
+        )
+
     def _layer(self, layer: int | None) -> int:
         return self.check_layer(self.split_layer if layer is None else layer)
 

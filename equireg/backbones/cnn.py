@@ -7,8 +7,10 @@ Layers are the model's stages (ResNet ``layer1..layer4``); a leading stride-2 st
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 import equireg  # noqa: F401  (installs the torchvision shim before timm is imported)
@@ -121,14 +123,34 @@ class TimmCNNBackbone(Backbone):
         mean = feature_map.mean(dim=(2, 3))
         return self.norm_pooled(mean) if layer == self._pooled_norm_layer else layer_norm_no_affine(mean)
 
+    def _precision_for(self, x: Tensor, last_layer: int) -> contextlib.AbstractContextManager[Any]:
+        """fp32 (autocast off) for a CPU training pass in which a downsampling stage up to ``last_layer`` would
+        receive a one-pixel map; otherwise the caller's autocast.
+
+        Why: on CPU, the bf16 weight gradient of a strided 3x3 convolution whose input is 1x1 (torch 2.13, oneDNN)
+        comes back with uninitialised values, often inf/NaN, in the taps that see only padding; the forward pass
+        and the input gradient are right. E-SSL's half-size crops (16 px at 32 px) hit this in stage 4 of the
+        ImageNet-stem ResNet-18 whenever the loss reads the final embedding, and AdamW wrote the NaN into
+        ``layer4.0.conv1.weight`` within a few steps. Such inputs are small, so fp32 costs little.
+        """
+        if x.device.type != "cpu" or not torch.is_grad_enabled() or not torch.is_autocast_enabled("cpu"):
+            return contextlib.nullcontext()
+        side = min(x.shape[-2:])
+        stages = self._infos[:last_layer]
+        if any(cur.stride > prev.stride and side <= prev.stride for prev, cur in zip(stages, stages[1:])):
+            return torch.autocast("cpu", enabled=False)
+        return contextlib.nullcontext()
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        with self._precision_for(x, self.num_layers):
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
     def forward_split(
         self, x: Tensor, layer: int | None = None, *, with_map: bool = True, with_pooled: bool = True
     ) -> SplitOutput:
         layer = self._layer(layer)
-        final, (feature_map,) = self.model.forward_intermediates(x, indices=[self._feature_indices[layer - 1]])
+        with self._precision_for(x, self.num_layers):
+            final, (feature_map,) = self.model.forward_intermediates(x, indices=[self._feature_indices[layer - 1]])
         return SplitOutput(
             embedding=self.model.forward_head(final, pre_logits=True),
             feature_map=feature_map if with_map else None,
@@ -137,9 +159,10 @@ class TimmCNNBackbone(Backbone):
 
     def forward_map(self, x: Tensor, layer: int | None = None) -> Tensor:
         layer = self._layer(layer)
-        (feature_map,) = self.model.forward_intermediates(
-            x, indices=[self._feature_indices[layer - 1]], stop_early=True, intermediates_only=True
-        )
+        with self._precision_for(x, layer):
+            (feature_map,) = self.model.forward_intermediates(
+                x, indices=[self._feature_indices[layer - 1]], stop_early=True, intermediates_only=True
+            )
         return feature_map
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from equireg.cli.common import fail
-from equireg.config import ConfigError, resolve_config
+from equireg.config import ConfigError
 from equireg.registry import UnknownNameError
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate a trained run (results also go to RUN_DIR/eval/*.json).")
@@ -21,20 +21,39 @@ RunArg = typer.Argument(..., help="run directory written by `equireg train`")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the run's train.device; "
                          "auto = the GPU when there is one)")
 DataRootOpt = typer.Option(..., "--data-root", help="the set's folder (see docs/evaluation.md for its layout)")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: the run's train.threads)")
 AlexNetOpt = typer.Option(None, "--alexnet", help="JSON of AlexNet's error rates (ImageNet-C: per corruption, a list "
                           "of 5 severities or their mean; ImageNet-P: flip probability per perturbation), fractions")
 
 
-def _load(run_dir: Path, device: str | None = None):  # type: ignore[no-untyped-def]
-    """The run's backbone on its evaluation device (``--device``, else the run's ``train.device``)."""
-    from equireg.pipeline import eval_device, load_run
+def _load(run_dir: Path, device: str | None = None, threads: int | None = None):  # type: ignore[no-untyped-def]
+    """The run's backbone on its evaluation device (``--device``, else the run's ``train.device``), with torch using
+    ``threads`` CPU threads (else the run's ``train.threads``)."""
+    import torch
+
+    from equireg.pipeline import eval_device, load_run, run_settings
 
     try:
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train one with `equireg train`")
-        return load_run(run_dir, device=eval_device(resolve_config(run_dir / "config.yaml"), device))
+        cfg = run_settings(run_dir)
+        threads = threads or cfg.train.threads
+        if threads:
+            torch.set_num_threads(threads)
+        return load_run(run_dir, device=eval_device(cfg, device))
     except (ConfigError, ValueError, UnknownNameError) as exc:
         fail(str(exc))
+
+
+def _splits(run: Any) -> Any:
+    """The run's data splits, with one line naming the requested sizes the dataset could not give."""
+    from equireg.data.splits import load_splits
+
+    try:
+        splits = load_splits(run.cfg)
+    except (ConfigError, ValueError, UnknownNameError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if splits.clamped:
+        console.print("note: " + "; ".join(splits.clamped), soft_wrap=True)
+    return splits
 
 
 def _progress(message: str) -> None:
@@ -47,6 +66,7 @@ def linear(
     protocol: Optional[str] = typer.Option(None, help="probe (fit on embeddings) or paper (SGD heads on crops, lr "
                                            "sweep); default: the run's eval.linear_protocol"),
     device: Optional[str] = DeviceOpt,
+    threads: Optional[int] = ThreadsOpt,
 ) -> None:
     """Linear classifier on frozen features: top-1 / top-5 (the head is saved for the transfer sets)."""
     from equireg.evaluation import render_table
@@ -54,51 +74,62 @@ def linear(
 
     if protocol not in (None, "probe", "paper"):
         fail(f"--protocol must be 'probe' or 'paper', got {protocol!r}")
-    run = _load(run_dir, device)
+    run = _load(run_dir, device, threads)
     try:
-        result = evaluate_linear(run, protocol=protocol, log=_progress)
+        result = evaluate_linear(run, _splits(run), protocol=protocol, log=_progress)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     console.print(render_table(result))
 
 
 @app.command("knn")
-def knn(run_dir: Path = RunArg, device: Optional[str] = DeviceOpt) -> None:
+def knn(run_dir: Path = RunArg, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt) -> None:
     """Temperature-weighted cosine k-NN on frozen features."""
     from equireg.evaluation import render_table
     from equireg.pipeline import evaluate_knn
 
-    console.print(render_table(evaluate_knn(_load(run_dir, device))))
+    run = _load(run_dir, device, threads)
+    console.print(render_table(evaluate_knn(run, _splits(run))))
 
 
 @app.command("equivariance")
 def equivariance(
     run_dir: Path = RunArg,
-    group: Optional[str] = typer.Option(None, help="group whose generators are scored (default: p4m*scale)"),
+    group: Optional[str] = typer.Option(None, help="group whose generators are scored (default: the run's group; "
+                                        "p4m*scale for p4m)"),
     layer: Optional[int] = typer.Option(None, help="layer k (default: the run's equivariance layer)"),
     fixed: bool = typer.Option(False, "--fixed", help="score at the place shared by every run (ViT: final token "
                                "map; CNN: deepest map of at least 2x2), comparable across split layers"),
     device: Optional[str] = DeviceOpt,
+    threads: Optional[int] = ThreadsOpt,
 ) -> None:
-    """Mean cosine between rho_g f1(x) and f1(g.x) per element kind, and f(x)·f(g.x) at the embedding."""
-    from equireg.evaluation import render_table
-    from equireg.pipeline import evaluate_equivariance
+    """Mean cosine between rho_g f1(x) and f1(g.x) per element kind, and f(x)·f(g.x) at the embedding.
 
-    run = _load(run_dir, device)
+    Writes eval/equivariance.json at the run's own group and layer (eval/equivariance-fixed.json with --fixed), and
+    eval/equivariance-<group>-L<k>.json (or -fixed) when --group or --layer is given, so training's scores are
+    never overwritten."""
+    from equireg.evaluation import render_table
+    from equireg.pipeline import equivariance_result_name, evaluate_equivariance
+
+    run = _load(run_dir, device, threads)
+    place = "fixed" if fixed else layer
     try:
-        result = evaluate_equivariance(run, group=group, layer="fixed" if fixed else layer)
+        result = evaluate_equivariance(run, _splits(run), group=group, layer=place)
     except ValueError as exc:
         fail(str(exc))
     console.print(render_table(result))
+    console.print(f"wrote {run_dir / 'eval' / equivariance_result_name(run, group, place)}.json", soft_wrap=True)
 
 
 @app.command("robustness")
-def robustness(run_dir: Path = RunArg, device: Optional[str] = DeviceOpt) -> None:
+def robustness(run_dir: Path = RunArg, device: Optional[str] = DeviceOpt,
+               threads: Optional[int] = ThreadsOpt) -> None:  # fmt: skip
     """Linear-probe accuracy under on-the-fly corruptions at severities 1-5, and the mean."""
     from equireg.evaluation import render_table
     from equireg.pipeline import evaluate_robustness
 
-    console.print(render_table(evaluate_robustness(_load(run_dir, device))))
+    run = _load(run_dir, device, threads)
+    console.print(render_table(evaluate_robustness(run, _splits(run))))
 
 
 def _alexnet(path: Optional[Path]) -> dict[str, object] | None:
@@ -163,11 +194,10 @@ def imagenet_v2(run_dir: Path = RunArg, data_root: Path = DataRootOpt, device: O
 def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")) -> dict[str, object]:
     """Run the chosen evaluations and print one summary table (the demo's closing output)."""
     from equireg import pipeline
-    from equireg.data.splits import load_splits
 
     run = _load(run_dir)
     console.print(f"evaluating on {next(run.backbone.parameters()).device}", highlight=False)
-    splits = load_splits(run.cfg)
+    splits = _splits(run)
     results: dict[str, object] = {}
     if "linear" in kinds or "robustness" in kinds:
         results["linear"] = pipeline.evaluate_linear(run, splits, log=_progress)

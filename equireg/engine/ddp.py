@@ -57,10 +57,6 @@ class DistContext:
     device: torch.device
     owns_group: bool
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
     def close(self) -> None:
         """Destroy the process group if :func:`setup_distributed` created it (idempotent)."""
         if self.owns_group and torch_dist.is_initialized():

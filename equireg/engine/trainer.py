@@ -20,8 +20,9 @@ import math
 import os
 import pickle
 import random
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,18 @@ from equireg import distributed as dist
 from equireg.config import Config, config_to_yaml
 from equireg.engine import ddp
 from equireg.engine.checkpoint import CheckpointManager
+from equireg.engine.run_config import (
+    CHANGES_FILE,
+    CONFIG_FILE,
+    RunDirError,
+    SettingChange,
+    flatten,
+    record_changes,
+    refusal_message,
+    refused_changes,
+    setting_changes,
+    settings_in_force,
+)
 from equireg.engine.schedule import warmup_cosine
 from equireg.groups import verify_group
 from equireg.recipe import SSLRecipe, build_recipe
@@ -44,12 +57,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
 
 
+_DIVERGED_ADVICE = ("Try a lower optim.lr, train.precision=fp32 or optim.clip_grad (when resuming, name the changed "
+                    "key with --allow-change)")
+
+
 class DataError(ValueError):
     """The data could not be read (missing, corrupt or unreadable files); bad input, not a bug."""
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (exists without --resume, or nothing to resume)."""
 
 
 @dataclass
@@ -113,6 +126,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse, before anything is built, a run directory that cannot hold a run: a file, a path under a file, or
+    one whose nearest existing folder this process may not write in."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} is a file; choose another --run-dir")
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"run directory {run_dir} lies under {existing}, which is a file; choose another --run-dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write in {existing} (permission denied); choose another --run-dir")
+
+
+def check_image_size(recipe: SSLRecipe, image_size: int) -> None:
+    """A ViT needs whole patches: refuse another image size here, before any view is drawn, instead of at the first
+    forward pass (equivariant views check their own map-cell grid when the recipe builds them)."""
+    if recipe.backbone.family == "vit":
+        recipe.backbone.check_image_size(image_size, 1)
+
+
 def param_groups(params: list[nn.Parameter]) -> list[dict[str, Any]]:
     """No weight decay on biases and normalisation parameters (1-D tensors), as in MoCo-v3/DINO."""
     decay = [p for p in params if p.ndim > 1]
@@ -165,10 +199,16 @@ def _read_batches(batches: Iterator[Any], name: str, note: Callable[[], str]) ->
 class Trainer:
     """Builds everything from a :class:`Config` before touching the disk, then trains ``optim.steps`` steps."""
 
-    def __init__(self, cfg: Config, *, resume: bool = False, progress: bool = True, dataset: Any = None) -> None:
+    def __init__(self, cfg: Config, *, resume: bool = False, progress: bool = True, dataset: Any = None,
+                 allow_changes: Iterable[str] = ()) -> None:
+        """``allow_changes``: settings (dotted keys or sections) a resumed run may change beyond
+        :data:`~equireg.engine.run_config.FREE_ON_RESUME`; each change is recorded in ``config_changes.jsonl``."""
         self.cfg = cfg
         self.run_dir = Path(cfg.train.run_dir)
         self.show_progress = progress
+        self.allow_changes = tuple(allow_changes)
+        self._resume_changes: list[SettingChange] | None = None  # None: a fresh run
+        check_run_dir(self.run_dir)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         if cfg.train.deterministic:
@@ -189,9 +229,11 @@ class Trainer:
             raise RunDirError(f"--resume: no checkpoint in {self.run_dir}/checkpoints")
         if not resume and self.checkpoints.latest() is not None:
             raise RunDirError(f"run directory {self.run_dir} already holds a run; pass --resume or choose another --run-dir")
+        saved = self._check_resume() if resume else None
         seed_everything(cfg.train.seed)  # the same initial weights on every rank
         with _options_error("the recipe (backbone/objective/equiv kwargs)"):
             self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)
+        check_image_size(self.recipe, cfg.data.image_size)
         group = self.recipe.pair_policy.group if self.recipe.pair_policy is not None else None
         if group is not None:  # a plug-in group that breaks a law would train silently wrong; ~10-50 ms
             verify_group(group)
@@ -200,11 +242,14 @@ class Trainer:
             self.recipe.rank, self.recipe.world_size = self.rank, self.world  # views drawn for the global batch
         if cfg.train.channels_last and self.recipe.backbone.family == "cnn":
             self.recipe.to(memory_format=torch.channels_last)
+        self.data_sizes: dict[str, int] = {}
+        self.data_clamped: list[str] = []  # requested subset sizes the dataset could not give (the CLI prints them)
         if dataset is None:
             from equireg.data.splits import load_splits
 
             with _data_errors(cfg.data.name, cfg.data.root):
-                dataset = load_splits(cfg).pretrain
+                splits = load_splits(cfg)
+            dataset, self.data_sizes, self.data_clamped = splits.pretrain, splits.sizes(), splits.clamped
         self.dataset = dataset.to(self.device) if getattr(dataset, "in_memory", False) else dataset
         # an image folder's loader cuts T's crops from the original files (the view policies then add photometrics)
         self.crops = self.recipe.crop_spec(cfg.data.image_size) if self.dataset.cuts_crops else None
@@ -220,8 +265,8 @@ class Trainer:
             param_groups(params), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas
         )
         self.start_step = 0
-        if resume:
-            self._restore()
+        if saved is not None:
+            self._restore(saved)
         # the module the step calls: DDP over the recipe when distributed (it broadcasts rank 0's state once)
         self.model: nn.Module = ddp.wrap_ddp(self.recipe, self.device) if self.world > 1 else self.recipe
 
@@ -232,13 +277,29 @@ class Trainer:
     # --- state ---------------------------------------------------------------------------------------
     def state(self, step: int) -> dict[str, Any]:
         return {"recipe": self.recipe.state_dict(), "optimizer": self.optimizer.state_dict(), "step": step,
-                "rng": rng_state(), "config": self.cfg.model_dump_json()}
+                "rng": rng_state(), "config": self.cfg.model_dump_json(), "world_size": self.world}
 
-    def _restore(self) -> None:
+    def _check_resume(self) -> dict[str, Any]:
+        """The latest checkpoint, after refusing settings that differ from the run's own in a way that changes what
+        it trains (unless named in ``allow_changes``); the differences are kept to be recorded."""
         state = self.checkpoints.load_latest()
         assert state is not None
-        self.recipe.load_state_dict(state["recipe"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._settings_before, world_before = settings_in_force(self.run_dir, state)
+        changes = setting_changes(self._settings_before, self.cfg, world_before, self.world)
+        refused = refused_changes(changes, self.allow_changes)
+        if refused:
+            raise RunDirError(refusal_message(self.run_dir, refused))
+        self._resume_changes = changes
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.recipe.load_state_dict(state["recipe"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # an allowed change the saved weights do not fit
+            first = str(exc).strip().splitlines()[0]
+            raise RunDirError(f"the checkpoint in {self.run_dir} does not fit the model these settings build "
+                              f"({first}); start a new run instead") from None
         set_rng_state(state["rng"])
         self.start_step = int(state["step"])
 
@@ -252,16 +313,32 @@ class Trainer:
         return lr, wd
 
     def _prepare_dir(self) -> None:
-        if self.rank == 0:
+        """Write ``config.yaml`` for a new run; a resumed run keeps it and appends its changes, if any."""
+        if self.rank != 0:
+            return
+        try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(config_to_yaml(self.cfg))
+            config_file = self.run_dir / CONFIG_FILE
+            if self._resume_changes is None:
+                config_file.write_text(config_to_yaml(self.cfg))
+                (self.run_dir / CHANGES_FILE).unlink(missing_ok=True)  # left by a run whose checkpoints were deleted
+                return
+            if not config_file.exists():
+                config_file.write_text(config_to_yaml(self._settings_before))
+            if self._resume_changes:
+                record_changes(self.run_dir, self._resume_changes, self.allow_changes, step=self.start_step,
+                               world_size=self.world, config=self.cfg)
+                self._resume_changes = []
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run directory {self.run_dir}: {exc.strerror or exc}") from None
 
     # --- loop ----------------------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> TrainResult:
         """Train until ``optim.steps`` (or, for tests and budgets, until step ``stop_after``, checkpointing there)."""
         cfg = self.cfg
         self._prepare_dir()
-        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, resume_step=self.start_step)
+        logger = _RunLogger(self.run_dir, enabled=self.rank == 0, resume_step=self.start_step,
+                            settings=config_to_yaml(cfg))
         total, step = cfg.optim.steps, self.start_step
         stop = total if stop_after is None else min(total, stop_after)
         t_start, images_seen, last_loss = time.perf_counter(), 0, float("nan")
@@ -299,7 +376,9 @@ class Trainer:
         result = TrainResult(str(self.run_dir), step, last_loss, images_seen * self.world / max(wall, 1e-9), wall,
                              self.start_step, self.world)
         if self.rank == 0:
-            summary = {**asdict(result), **self.recipe.describe()}
+            summary = {**asdict(result), **self.recipe.describe(),
+                       "data_sizes": self.data_sizes or {"pretrain": len(self.dataset)},
+                       "data_clamped": self.data_clamped, "environment": run_environment(self.device)}
             (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return result
 
@@ -320,8 +399,7 @@ class Trainer:
         if not math.isfinite(loss_value):
             raise TrainingDiverged(
                 f"loss became {loss_value} at step {step} (parts: "
-                f"{ {k: round(v, 4) for k, v in parts.items()} }); {self._checkpoint_note()}. "
-                f"Try a lower optim.lr, train.precision=fp32 or optim.clip_grad."
+                f"{ {k: round(v, 4) for k, v in parts.items()} }); {self._checkpoint_note()}. {_DIVERGED_ADVICE}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -354,17 +432,52 @@ class Trainer:
         # a finite loss can still come with a non-finite gradient; never save such weights as the latest
         if not all(bool(torch.isfinite(p).all()) for p in self.recipe.trainable_parameters()):
             raise TrainingDiverged(f"weights became non-finite at step {step}; {self._checkpoint_note()}. "
-                                   f"Try a lower optim.lr, train.precision=fp32 or optim.clip_grad.")
+                                   f"{_DIVERGED_ADVICE}")
         if self.rank == 0:
             self.checkpoints.save(self.state(step), step)
         if dist.is_distributed():
             torch.distributed.barrier()
 
 
-class _RunLogger:
-    """CSV (always) and TensorBoard (when installed) scalars, rank 0 only."""
+def tensorboard_writer(run_dir: Path) -> Any:
+    """A SummaryWriter on ``run_dir/tensorboard``, or None without tensorboard (a dependency, but stay usable)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # pragma: no cover
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int = 0) -> None:
+
+def log_eval_scalars(run_dir: Path, kind: str, result: dict[str, Any], step: int) -> None:
+    """The numbers of an evaluation result as TensorBoard scalars ``eval/<kind>/<key>`` at the run's step."""
+    writer = tensorboard_writer(run_dir)
+    if writer is None:
+        return
+    for key, value in flatten(result).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f"eval/{kind}/{key.replace('.', '/')}", value, step)
+    writer.close()
+
+
+def run_environment(device: torch.device) -> dict[str, str]:
+    """Versions and device a run used, for train_summary.json (results depend on them)."""
+    import platform
+
+    import timm
+
+    import equireg
+
+    info = {"equireg": equireg.__version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version(), "device": str(device)}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class _RunLogger:
+    """CSV (always) and TensorBoard (when installed) scalars, and the settings as TensorBoard text; rank 0 only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int = 0, settings: str = "") -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.csv"
         self._fh: Any = None
@@ -375,12 +488,9 @@ class _RunLogger:
         self._append = resume_step > 0 and self.path.exists()
         if self._append:
             _truncate_metrics(self.path, resume_step)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # pragma: no cover - tensorboard is a dependency, but stay usable without it
-            self._writer = None
+        self._writer = tensorboard_writer(run_dir)
+        if self._writer is not None and settings:  # indented: a code block in TensorBoard's markdown
+            self._writer.add_text("settings", "    " + settings.replace("\n", "\n    "), resume_step)
 
     def log(self, row: dict[str, float]) -> None:
         if not self.enabled:
@@ -425,11 +535,14 @@ def _row_step(line: str) -> float:
 
 
 class _Progress:
-    """A rich progress bar with loss, lr and images/s; silent when disabled."""
+    """Progress of the loop: a rich bar on a terminal; otherwise (a log file, a CI job, a pipe) one plain line per
+    logged step (every ``train.log_every`` steps) with the loss parts, lr, images/s and the time left."""
 
     def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.enabled = enabled
-        if not enabled:
+        self.enabled, self.total, self.start = enabled, total, start
+        self.bar = enabled and sys.stdout.isatty()
+        self._t0 = time.perf_counter()
+        if not self.bar:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -441,10 +554,23 @@ class _Progress:
         self._task = self._progress.add_task("train", total=total, completed=start, info="")
 
     def update(self, step: int, row: dict[str, float]) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.bar:
             info = f"loss {row['loss']:.3f}  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s"
             self._progress.update(self._task, completed=step, info=info)
+            return
+        parts = ", ".join(f"{k.removeprefix('loss_')} {v:.4g}" for k, v in row.items() if k.startswith("loss_"))
+        print(f"step {step}/{self.total}  loss {row['loss']:.4g}{f' ({parts})' if parts else ''}  "
+              f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  ETA {self._eta(step)}", flush=True)
+
+    def _eta(self, step: int) -> str:
+        done = step - self.start
+        if done <= 0:
+            return "?"
+        seconds = int((time.perf_counter() - self._t0) / done * (self.total - step))
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
     def close(self) -> None:
-        if self.enabled:
+        if self.bar:
             self._progress.stop()

@@ -182,12 +182,6 @@ class Group(ABC):
     def elements(self) -> Elements:
         raise TypeError(f"group {self.name!r} is continuous and has no finite element list")
 
-    def testing_elements(self, n: int = 16, seed: int = 0) -> Elements:
-        """All elements of a finite group, or ``n`` seeded samples of a continuous one."""
-        if self.is_finite:
-            return self.elements()
-        return self.sample(n, generator=torch.Generator().manual_seed(seed))
-
     @abstractmethod
     def generators(self) -> dict[str, Elements]:
         """Named representative elements by kind ("rot90", "flip", "scale", ...), used by evaluation."""

@@ -111,14 +111,3 @@ class FiniteGroup(Group):
 
     def make(self, **params: Any) -> Elements:  # pragma: no cover - overridden where meaningful
         raise TypeError(f"group {self.name!r} takes no element parameters")
-
-
-def table_from_compose(n: int, compose: Callable[[int, int], int]) -> tuple[Tensor, Tensor]:
-    """Cayley and inverse tables from a scalar composition rule (run once, at construction)."""
-    table = torch.tensor([[compose(a, b) for b in range(n)] for a in range(n)], dtype=torch.int64)
-    identity = [e for e in range(n) if all(compose(e, a) == a for a in range(n))]
-    if len(identity) != 1:
-        raise ValueError("composition rule has no unique identity")
-    e = identity[0]
-    inv = torch.tensor([next(b for b in range(n) if table[a, b] == e) for a in range(n)], dtype=torch.int64)
-    return table, inv

@@ -114,4 +114,4 @@ def test_speed_takes_device(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
                                       "--repeats", "1", "--device", "cpu"])
     speed.main()
     out = capsys.readouterr().out
-    assert "SER overhead per training step" in out and "| vit_test | ser b2=1% |" in out
+    assert "SER overhead per training step" in out and "| vit_test | SER official views b2=1% |" in out

@@ -39,7 +39,8 @@ class SwappedComposition(DihedralGroup):
         return super()._compose(b, a)
 
 
-# (id, CLI arguments, fragment of the message); "{data}" is replaced by the folder of generated bad data
+# (id, CLI arguments, fragment of the message); "{data}" is replaced by the folder of generated bad data, "{run}" by
+# a finished run, "{locked}" by a folder this process cannot write in
 CASES: list[tuple[str, list[str], str]] = [
     # typos
     ("typo-in-key", ["--set", "optim.lr_rate=1"], "optim.lr_rate: unknown key (allowed: batch_size, steps, lr"),
@@ -57,6 +58,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("b2-share-fills-batch", ["--set", "optim.batch_size=2", "--set", "equiv.b2_ratio=0.9"],
      "gives 2 equivariant images in a batch of 2"),
     ("image-too-small", ["--set", "data.image_size=4"], "data.image_size: Input should be greater than or equal to 8"),
+    ("image-size-off-the-patch-grid", ["--set", "backbone.name=vit_test", "--set", "data.image_size=18",
+                                       "--set", "equiv.loss=none"],
+     "image size 18 is not a multiple of 4 px, the patch size of this vit backbone; nearest sizes that work: 16, 20"),
     ("bad-group-option", ["--set", "equiv.group=scale", "--set", "equiv.group_kwargs={min_scale: 2}"],
      "scale range needs 0 < min_scale <= max_scale"),
     ("unknown-backbone-option", ["--set", "backbone.kwargs={depthh: 3}"], "does not accept these options"),
@@ -89,6 +93,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("invalid-yaml", ["--config", "{data}/broken.yaml"], "is not valid YAML"),
     ("yaml-not-a-mapping", ["--config", "{data}/list.yaml"], "must hold a mapping at the top level"),
     ("resume-without-checkpoint", ["--resume"], "--resume: no checkpoint in"),
+    ("resume-changes-backbone", ["--run-dir", "{run}", "--resume", "--set", "backbone.name=vit_test"],
+     "--resume would change what the run in"),
+    ("allow-change-without-resume", ["--allow-change", "optim.steps"], "--allow-change only applies with --resume"),
+    ("allow-change-unknown-key", ["--resume", "--allow-change", "optim.stepz"], "optim.stepz: not a setting"),
+    ("run-dir-is-a-file", ["--run-dir", "{data}/typo.yaml"], "is a file; choose another --run-dir"),
+    ("run-dir-under-a-file", ["--run-dir", "{data}/typo.yaml/run"], "lies under"),
+    ("run-dir-unwritable", ["--run-dir", "{locked}/run"], "cannot write"),
     # missing or corrupt data
     ("fashion-mnist-missing", ["--set", "data.name=fashion-mnist", "--data-root", "{data}/nowhere"],
      "Fashion-MNIST train files not found"),
@@ -143,6 +154,14 @@ def bad_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    result = runner.invoke(app, ["train", "--run-dir", str(run_dir), "--no-eval", *_sets({**TINY, **SYNTHETIC})])
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
 @pytest.fixture
 def swapped_group(monkeypatch: pytest.MonkeyPatch) -> None:
     """A plug-in group registered without verification (as a third-party entry point would be)."""
@@ -156,16 +175,27 @@ def _sets(values: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("case,args,message", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_2_with_a_clear_message(case: str, args: list[str], message: str, bad_data: Path,
-                                                 tmp_path: Path, swapped_group: None) -> None:
-    args = [a.replace("{data}", str(bad_data)) for a in args]
+                                                 trained_run: Path, locked_dir: Path | None, tmp_path: Path,
+                                                 swapped_group: None) -> None:
+    if "{locked}" in " ".join(args) and locked_dir is None:
+        pytest.skip("no way to make a folder unwritable here (root on a filesystem without chattr +i)")
+    places = {"{data}": bad_data, "{run}": trained_run, "{locked}": locked_dir}
+    for key, value in places.items():
+        args = [a.replace(key, str(value)) for a in args]
     base = TINY if any(a.startswith("data.name=") for a in args) else {**TINY, **SYNTHETIC}
     run_dir = tmp_path / "run"
+    before = _files(bad_data) + _files(trained_run)
     result = runner.invoke(app, ["train", "--run-dir", str(run_dir), "--no-eval", *_sets(base), *args])
     output = " ".join(result.output.split())
     assert result.exit_code == 2, f"{case}: exit {result.exit_code}\n{result.output}\n{result.exception!r}"
     assert " ".join(message.split()) in output, output
     assert "Traceback" not in result.output
     assert not run_dir.exists()
+    assert _files(bad_data) + _files(trained_run) == before  # nothing written anywhere else either
+
+
+def _files(root: Path) -> list[tuple[str, bytes]]:
+    return [(str(p), p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()]
 
 
 def test_docs_table_lists_every_case() -> None:

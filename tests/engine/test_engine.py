@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,34 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny, monkeypatc
         resumed.fit()
     after = resumed.checkpoints.load_latest()
     assert after["step"] == good["step"] == 2
+
+
+def test_a_run_directory_that_cannot_be_written_is_bad_input(tiny, locked_dir, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The early check asks os.access; a write that fails anyway (a read-only mount, an ACL) is reported the same."""
+    if locked_dir is None:
+        pytest.skip("no way to make a folder unwritable here")
+    cfg = tiny(**{"train.run_dir": str(locked_dir / "run")})
+    with pytest.raises(RunDirError, match="cannot write in"):
+        Trainer(cfg, progress=False)
+    monkeypatch.setattr("equireg.engine.trainer.os.access", lambda *args: True)  # let the early check pass
+    trainer = Trainer(cfg, progress=False)
+    with pytest.raises(RunDirError, match="cannot write the run directory .*/run: (Operation not permitted|Permission denied)"):
+        trainer.fit()
+
+
+def test_progress_is_one_line_per_logged_step_when_stdout_is_not_a_terminal(tiny, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    Trainer(tiny(**{"train.log_every": 2}), progress=True).fit()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    assert re.fullmatch(r"step 2/4  loss \S+ \(inv \S+, equiv \S+\)  lr \S+  \d+ img/s  ETA \d+:\d\d:\d\d",
+                        lines[0]), lines[0]
+
+
+def test_progress_is_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from equireg.engine.trainer import _Progress
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    progress = _Progress(4, 0, enabled=True)
+    progress.update(2, {"loss": 1.0, "lr": 0.1, "images_per_s": 5.0})
+    progress.close()
+    assert progress.bar and "step 2/4" not in capsys.readouterr().out
