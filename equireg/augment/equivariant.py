@@ -171,11 +171,13 @@ class SERPairPolicy(PairPolicy):
         return max(1, round(math.sqrt(target * r))), max(1, round(math.sqrt(target / r))), k
 
     def render(self, x: Tensor, r180: Tensor, hflip: Tensor, grid: tuple[int, int, int]) -> Tensor:
-        """SER's image op: per-sample R180, per-sample hflip, bicubic resize to the grid, rot90 by k."""
+        """SER's image op: per-sample R180, per-sample hflip, bicubic resize to the grid, rot90 by k (the per-sample
+        choices as masks on the images' device: no step reads them back)."""
         rows, cols, k = grid
-        y = x.clone()
-        y[r180] = torch.rot90(y[r180], 2, dims=(-2, -1))
-        y[hflip] = torch.flip(y[hflip], dims=(-1,))
+        r180 = r180.to(x.device, non_blocking=True).view(-1, 1, 1, 1)
+        hflip = hflip.to(x.device, non_blocking=True).view(-1, 1, 1, 1)
+        y = torch.where(r180, torch.rot90(x, 2, dims=(-2, -1)), x)
+        y = torch.where(hflip, torch.flip(y, dims=(-1,)), y)
         size = (rows * self.token_stride, cols * self.token_stride)
         if tuple(y.shape[-2:]) != size:
             y = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
@@ -194,8 +196,8 @@ class SERPairPolicy(PairPolicy):
         n0 = x1.shape[-1] // self.token_stride
         grids = self.grid(n0, generator), self.grid(n0, generator)
         rows, total = rank_rows(images.shape[0], rank, world_size), images.shape[0] * world_size
-        r180 = (torch.rand(total, generator=generator) > 0.5)[rows].to(images.device)
-        hflip = (torch.rand(total, generator=generator) > 0.5)[rows].to(images.device)
+        r180 = (torch.rand(total, generator=generator) > 0.5)[rows]  # on the host, like the elements made from them
+        hflip = (torch.rand(total, generator=generator) > 0.5)[rows]
         view1, view2 = self.render(x1, r180, hflip, grids[0]), self.render(x2, ~r180, ~hflip, grids[1])
         g1, g2 = self.element(r180, hflip, grids[0], n0), self.element(~r180, ~hflip, grids[1], n0)
         return EquivariantViews(view1, view2, self.group, g1, g2, g2 @ ~g1, p1, p2)
@@ -249,12 +251,12 @@ class UniformPairPolicy(PairPolicy):
     def __call__(self, images: Tensor, generator: torch.Generator | None = None, *, rank: int = 0,
                  world_size: int = 1) -> EquivariantViews:
         x1, x2, p1, p2 = self._crops(images, generator, rank, world_size)
-        total, rows, device = images.shape[0] * world_size, rank_rows(images.shape[0], rank, world_size), images.device
+        total, rows, host = images.shape[0] * world_size, rank_rows(images.shape[0], rank, world_size), torch.device("cpu")
         side = int(x1.shape[-1])
         n1, n2 = self.token_sides(side, generator)
         n0 = side // self.token_stride
-        g1 = self._elements(total, n0, n1, generator, device)[rows]
-        g2 = self._elements(total, n0, n2, generator, device)[rows]
+        g1 = self._elements(total, n0, n1, generator, host)[rows]  # elements stay on the host (see Group.act)
+        g2 = self._elements(total, n0, n2, generator, host)[rows]
         scaled = _has_scale(self.group)
         size1, size2 = (n1 * self.token_stride,) * 2, (n2 * self.token_stride,) * 2
         view1 = self.group.act(x1, g1, out_size=size1 if scaled else None)

@@ -31,7 +31,7 @@ def d4_permute(x: Tensor, quarter_turns: Tensor, flips: Tensor) -> Tensor:
     turn by an odd number of quarter turns (the output grid is transposed then).
     """
     b, c, h, w = x.shape
-    odd = (quarter_turns % 2).bool()
+    odd = (quarter_turns % 2).bool()  # on the codes' device: host codes need no wait for the map's device
     if h != w and bool(odd.any()):
         if not bool(odd.all()):
             raise ValueError(
@@ -39,8 +39,8 @@ def d4_permute(x: Tensor, quarter_turns: Tensor, flips: Tensor) -> Tensor:
             )
     out_h, out_w = (w, h) if bool(odd.any()) else (h, w)
     codes = (quarter_turns % 4) + 4 * (flips % 2)
-    table = torch.stack([_d4_source_index(h, w, k % 4, k // 4) for k in range(8)]).to(x.device)
-    src = table[codes]  # (B, H*W)
+    table = torch.stack([_d4_source_index(h, w, k % 4, k // 4) for k in range(8)]).to(codes.device)
+    src = table[codes].to(x.device, non_blocking=True)  # (B, H*W)
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         # rows of C contiguous channels: one index_select moves whole channel vectors
         rows = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
@@ -70,20 +70,21 @@ def affine_resample(
     """
     b, _, h, w = x.shape
     oh, ow = out_size if out_size is not None else (h, w)
+    host = linear.device  # theta is built where the elements live (the host for built-in groups): no device wait
     a_inv = torch.linalg.inv(linear.to(torch.float64))
-    d_in_inv = torch.diag(torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float64, device=x.device))
-    d_out = torch.diag(torch.tensor([ow / 2.0, oh / 2.0], dtype=torch.float64, device=x.device))
-    theta = torch.zeros(b, 2, 3, dtype=torch.float64, device=x.device)
-    theta[:, :, :2] = d_in_inv @ a_inv.to(x.device) @ d_out
+    d_in_inv = torch.diag(torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float64, device=host))
+    d_out = torch.diag(torch.tensor([ow / 2.0, oh / 2.0], dtype=torch.float64, device=host))
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64, device=host)
+    theta[:, :, :2] = d_in_inv @ a_inv @ d_out
     # float32 scale factors such as 13/11 carry ~1e-7 relative error: a window that differs from the whole grid by
     # less than 1e-6 cells per cell is the plain resize SER's feature action performs
-    if bool(torch.allclose(theta[:, :, :2], torch.eye(2, dtype=torch.float64, device=x.device), atol=1e-6)):
+    if bool(torch.allclose(theta[:, :, :2], torch.eye(2, dtype=torch.float64, device=host), atol=1e-6)):
         if (oh, ow) == (h, w):
             return x.clone()
         # a pure change of grid (e.g. a token-aligned scale view): an ordinary resize, edges clamped
         return F.interpolate(x, size=(oh, ow), mode=mode, align_corners=False)
     compute_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    grid = F.affine_grid(theta.to(compute_dtype), [b, 1, oh, ow], align_corners=False)
+    grid = F.affine_grid(theta.to(device=x.device, dtype=compute_dtype), [b, 1, oh, ow], align_corners=False)
     y = F.grid_sample(x.to(compute_dtype), grid, mode=mode, padding_mode="zeros", align_corners=False)
     return y.to(x.dtype)
 

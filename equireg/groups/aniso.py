@@ -37,6 +37,7 @@ class D4AxisScaleGroup(Group):
     is_exact = False
     action_tolerance = 0.05
     param_names = ("rot", "flip", "sy", "sx")
+    host_elements = True
     atol = 1e-5
 
     def __init__(self, min_scale: float = 0.7, max_scale: float = 1.3) -> None:
@@ -122,6 +123,6 @@ class D4AxisScaleGroup(Group):
     def _act_spatial(self, x: Tensor, g: Tensor, out_size: tuple[int, int] | None) -> Tensor:
         code, sy, sx = self.split(g)
         y = d4_permute(x, code % 4, code // 4)
-        linear = torch.zeros(len(g), 2, 2, dtype=torch.float64, device=x.device)
+        linear = torch.zeros(len(g), 2, 2, dtype=torch.float64, device=g.device)
         linear[:, 0, 0], linear[:, 1, 1] = sx.double(), sy.double()
         return affine_resample(y, linear, out_size)

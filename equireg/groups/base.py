@@ -94,6 +94,10 @@ class Group(ABC):
     is_finite: bool = True
     is_exact: bool = True
     action_tolerance: float = 0.0
+    #: True when ``_act_spatial`` takes the element tensor where it was drawn (usually the host) and moves only what
+    #: it builds from it: reading elements to shape the output (odd quarter turns, grid sizes) then never waits for
+    #: the device. False (the default for plug-ins): elements are moved to the map's device first.
+    host_elements: bool = False
     #: names accepted by :meth:`make`
     param_names: tuple[str, ...] = ()
 
@@ -200,7 +204,9 @@ class Group(ABC):
             raise ValueError(f"expected a (B, C, H, W) tensor, got shape {shape}")
         if not x.is_floating_point():
             raise ValueError(f"expected a floating-point map, got dtype {x.dtype}")
-        t = self.unwrap(g).to(x.device)
+        t = self.unwrap(g)
+        if not self.host_elements:
+            t = t.to(x.device)
         n_elem = len(self.element_shape)
         if t.dim() == n_elem:  # one element for the whole batch
             t = t.unsqueeze(0).expand(x.shape[0], *t.shape)

@@ -24,6 +24,7 @@ class _ParamGroup(Group):
 
     is_finite = False
     is_exact = False
+    host_elements = True
     element_shape = (1,)
     element_dtype = torch.float32
     param: str = "value"

@@ -26,6 +26,7 @@ class DihedralGroup(FiniteGroup):
     """D_N (``reflections=True``) or C_N (``reflections=False``) on the grid; see module docstring."""
 
     param_names = ("rot", "flip")
+    host_elements = True
 
     def __init__(self, n: int, reflections: bool = True, name: str | None = None) -> None:
         super().__init__()

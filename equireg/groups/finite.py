@@ -101,7 +101,7 @@ class FiniteGroup(Group):
         n = self.order
         if c % n:
             raise ValueError(f"regular fibres of {self.name!r} need channels divisible by {n}, got {c}")
-        src = self.regular_index(g)  # (B, n)
+        src = self.regular_index(g).to(x.device, non_blocking=True)  # (B, n)
         blocks = x.reshape(b, c // n, n, h, w)
         index = src.view(b, 1, n, 1, 1).expand(b, c // n, n, h, w)
         return blocks.gather(2, index).reshape(b, c, h, w)

@@ -35,6 +35,7 @@ class FiniteProduct(FiniteGroup):
         super().__init__()
         self.factors: tuple[FiniteGroup, FiniteGroup] = (left, right)
         self.name = f"{left.name}*{right.name}"
+        self.host_elements = left.host_elements and right.host_elements
         self.is_exact = left.is_exact and right.is_exact
         self.action_tolerance = left.action_tolerance + right.action_tolerance  # errors add up
         self.param_names = left.param_names + right.param_names
@@ -84,6 +85,7 @@ class ContinuousProduct(Group):
     def __init__(self, left: Group, right: Group) -> None:
         self.factors: tuple[Group, Group] = (left, right)
         self.name = f"{left.name}*{right.name}"
+        self.host_elements = left.host_elements and right.host_elements
         self._widths = [max(1, _width(f)) for f in self.factors]
         self.element_shape = (sum(self._widths),)
         self.is_exact = left.is_exact and right.is_exact
