@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from equireg import __version__
-from equireg.cli import bench, evaluate, export, groups, listing, train
+from equireg.cli import bench, data, evaluate, export, groups, listing, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +17,7 @@ app.add_typer(groups.app, name="groups")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(train.config_app, name="config")
 app.add_typer(bench.app, name="bench")
+app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("list")(listing.list_command)
 app.command("export")(export.export)

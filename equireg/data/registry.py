@@ -10,6 +10,7 @@ from equireg.data.base import ImageDataset
 from equireg.data.cifar import cifar10, cifar100
 from equireg.data.fashion_mnist import fashion_mnist
 from equireg.data.folder import ImageFolderDataset, list_class_folders
+from equireg.data.rot3d import rot3d
 from equireg.data.synthetic import synthetic
 from equireg.registry import Registry
 
@@ -80,3 +81,4 @@ register_dataset("cifar10")(cifar10)
 register_dataset("cifar100")(cifar100)
 register_dataset("imagefolder")(imagefolder)
 register_dataset("synthetic")(synthetic)
+register_dataset("rot3d")(rot3d)
