@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup-system.sh
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e ".[all]" || \
 	  (echo "setup: full install failed (escnn needs gfortran); installing without the escnn extra" >&2 && \
-	   $(PIP) install -q -c constraints.txt -e ".[test]")
+	   $(PIP) install -q -c constraints.txt -e ".[test,rot3d]")
 	$(PY) -c "import equireg, torch; print('equireg', equireg.__version__, 'torch', torch.__version__)"
 	@touch $(STAMP)
 
