@@ -106,8 +106,25 @@ def _evaluate(cell: Cell, spec: BenchSpec, cfg: Config, splits: Any) -> dict[str
         fixed = evaluate_equivariance(run, splits, group=spec.equivariance_group, layer=FIXED, save=False)
         out["equivariance_fixed"] = {"map": fixed.map_scores, "embedding": fixed.embedding_scores,
                                      "layer": fixed.fixed_layer or "final"}
+    if "rotation" in spec.evaluate:
+        from equireg.evaluation.rotation import evaluate_rotation
+
+        rotation = evaluate_rotation(run, spec.rotation_data_root)
+        out["rotation"] = {name: {k: v for k, v in s.to_dict().items() if k != "chosen"}
+                           for name, s in rotation.scores.items()}
     out["eval_seconds"] = time.perf_counter() - t0
     return out
+
+
+def _check_rotation_data(cfg: Config, spec: BenchSpec) -> None:
+    """``evaluate: [rotation]`` needs a rot3d folder: the spec's ``rotation_data_root`` or the cell's own data."""
+    from equireg.config import ConfigError
+    from equireg.evaluation.rotation import rotation_data_root
+
+    try:
+        rotation_data_root(cfg.data.name, cfg.data.root, spec.rotation_data_root, hint="set rotation_data_root")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"bench spec evaluates rotation: {exc}") from None
 
 
 def _device(cfg: Config) -> torch.device:
@@ -179,7 +196,9 @@ def run_bench(
     out = Path(out_dir or spec.out_dir or f"runs/bench-{spec.name}")
     cells = [c for c in expand_cells(spec) if only is None or only(c)]
     for cell in cells:  # validate every cell's config before spending time (or leaving a folder) on any
-        cell.config(spec, out)
+        cfg = cell.config(spec, out)
+        if "rotation" in spec.evaluate:
+            _check_rotation_data(cfg, spec)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
     summary = BenchSummary(out)

@@ -12,7 +12,7 @@ Example (see docs/bench.md for every key)::
     objectives: [moco]          # or {name: {objective kwargs}} items
     seeds: [0]
     groups: [p4m]               # only for losses on T_eq pairs (ser); the others run once per layer
-    evaluate: [linear, robustness, equivariance]
+    evaluate: [linear, robustness, equivariance]   # + rotation (rot3d probes; see rotation_data_root)
     baseline: none              # the method label every other row is paired with (per seed) in the report
 
 Cells are the product objectives × seeds × methods × layers (× groups); the ``none`` method (no equivariance
@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from equireg.config import Config, ConfigError, deep_merge, format_validation_error, profile_tree
 
 SPEC_DIR = Path(__file__).parent / "specs"
-EVALUATIONS = ("linear", "robustness", "equivariance")
+EVALUATIONS = ("linear", "robustness", "equivariance", "rotation")
+DEFAULT_EVALUATIONS = ("linear", "robustness", "equivariance")  # rotation needs a rot3d folder: opt in
 
 
 class MethodSpec(BaseModel):
@@ -63,9 +64,12 @@ class BenchSpec(BaseModel):
     objectives: list[ObjectiveSpec] = Field(default_factory=lambda: [ObjectiveSpec(name="moco")])
     seeds: list[int] = Field(default_factory=lambda: [0])
     groups: list[str] = Field(default_factory=lambda: ["p4m"])
-    evaluate: list[Literal["linear", "robustness", "equivariance"]] = Field(default_factory=lambda: list(EVALUATIONS))
+    evaluate: list[Literal["linear", "robustness", "equivariance", "rotation"]] = Field(
+        default_factory=lambda: list(DEFAULT_EVALUATIONS))
     equivariance_group: str | None = Field(None, description="group of the equivariance score (default: the run's)")
     baseline: str = Field("none", description="method label the report pairs every other method with, per seed")
+    rotation_data_root: str | None = Field(
+        None, description="rot3d folder of the rotation probes (default: the cell's data.root when it trains on rot3d)")
 
     @field_validator("methods", mode="before")
     @classmethod

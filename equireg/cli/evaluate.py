@@ -1,5 +1,6 @@
-"""``equireg eval``: linear evaluation, kNN, equivariance score, corruption robustness and the ImageNet robustness
-and transfer sets (-C, -P, -R, -Sketch, -V2) of a trained run, on the run's device (the GPU when there is one)."""
+"""``equireg eval``: linear evaluation, kNN, equivariance score, corruption robustness, the ImageNet robustness
+and transfer sets (-C, -P, -R, -Sketch, -V2) and the rot3d probes of a trained run, on the run's device (the GPU
+when there is one)."""
 
 from __future__ import annotations
 
@@ -189,6 +190,26 @@ def imagenet_sketch(run_dir: Path = RunArg, data_root: Path = DataRootOpt, devic
 def imagenet_v2(run_dir: Path = RunArg, data_root: Path = DataRootOpt, device: Optional[str] = DeviceOpt) -> None:
     """ImageNet-V2 (numeric class folders 0..999): top-1/5."""
     _transfer("imagenet-v2", run_dir, data_root, device)
+
+
+@app.command("rotation")
+def rotation(
+    run_dir: Path = RunArg,
+    data_root: Optional[str] = typer.Option(None, help="rot3d folder (default: the run's data when it trained on rot3d)"),
+    seed: Optional[int] = typer.Option(None, help="probe seed (default: the run's seed)"),
+    layer: Optional[int] = typer.Option(None, help="layer whose pooled map is probed (default: the split layer)"),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Identity, absolute- and relative-rotation probes on a rot3d set (docs/rot3d.md)."""
+    from equireg.evaluation import render_table
+    from equireg.evaluation.rotation import evaluate_rotation
+
+    run = _load(run_dir, device)
+    try:
+        result = evaluate_rotation(run, data_root, seed=seed, layer=layer)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    console.print(render_table(result))
 
 
 def summarize(run_dir: Path, kinds: tuple[str, ...] = ("linear", "equivariance")) -> dict[str, object]:

@@ -5,6 +5,8 @@
 >>> robustness(backbone, probe, test_batches).mean_corruption_accuracy               # doctest: +SKIP
 >>> equivariance_score(backbone, images, create_group("p4m"), layer=3).map_scores    # doctest: +SKIP
 
+``rotation_probes(features, rotations, objects, split)`` scores 3D pose and identity on a rot3d set.
+
 Every result is a dataclass with ``to_dict()`` / ``to_json()``; ``render_table(result)`` gives a rich table.
 """
 
@@ -24,6 +26,7 @@ from equireg.evaluation.linear_eval import FrozenFeatures, ImageClassifier, Line
 from equireg.evaluation.linear_probe import LinearClassifier, LinearProbeResult, linear_probe
 from equireg.evaluation.report import render_table
 from equireg.evaluation.robustness import RobustnessResult, robustness
+from equireg.evaluation.rotation import RotationProbeResult, evaluate_rotation, rotation_probes
 from equireg.evaluation.transfer import CorruptionSetResult, FlipRateResult, LayoutError, TransferResult
 
 __all__ = [
@@ -42,9 +45,11 @@ __all__ = [
     "LinearClassifier",
     "LinearProbeResult",
     "RobustnessResult",
+    "RotationProbeResult",
     "apply_corruption",
     "element_linear_scale",
     "equivariance_score",
+    "evaluate_rotation",
     "extract_features",
     "get_corruption",
     "knn_classify",
@@ -55,4 +60,5 @@ __all__ = [
     "register_corruption",
     "render_table",
     "robustness",
+    "rotation_probes",
 ]

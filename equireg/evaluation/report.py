@@ -9,11 +9,12 @@ from equireg.evaluation.knn import KNNResult
 from equireg.evaluation.linear_eval import LinearEvalResult
 from equireg.evaluation.linear_probe import LinearProbeResult
 from equireg.evaluation.robustness import RobustnessResult
+from equireg.evaluation.rotation import RANDOM_GUESS_DEG, RotationProbeResult
 from equireg.evaluation.transfer import CorruptionSetResult, FlipRateResult, TransferResult
 
 Result = (
     LinearProbeResult | LinearEvalResult | KNNResult | EquivarianceResult | RobustnessResult | TransferResult
-    | CorruptionSetResult | FlipRateResult
+    | CorruptionSetResult | FlipRateResult | RotationProbeResult
 )  # fmt: skip
 
 
@@ -80,6 +81,19 @@ def robustness_table(result: RobustnessResult, title: str = "Corruption robustne
     return table
 
 
+def rotation_table(result: RotationProbeResult, title: str = "Rotation and identity probes (rot3d test views)") -> Table:
+    table = Table(title=f"{title}: {result.num_objects} objects, {result.num_test} images, "
+                        f"{result.num_test_pairs} pairs; random guess {RANDOM_GUESS_DEG:.1f}°")
+    table.add_column("features")
+    for col in ("dim", "identity top-1 %", "abs R²", "abs error °", "rel R²", "rel error °", "rel R² (linear)"):
+        table.add_column(col, justify="right")
+    for name, s in result.scores.items():
+        dim = str(s.dim) if s.dim == s.probe_dim else f"{s.dim}→{s.probe_dim}"
+        table.add_row(name, dim, f"{s.identity_top1:.1f}", f"{s.absolute_r2:.3f}", f"{s.absolute_geodesic_deg:.1f}",
+                      f"{s.relative_r2:.3f}", f"{s.relative_geodesic_deg:.1f}", f"{s.relative_linear_r2:.3f}")
+    return table
+
+
 def linear_eval_table(result: LinearEvalResult, title: str = "Linear evaluation (SGD heads, lr sweep)") -> Table:
     table = Table(title=f"{title}: {result.features}, {result.epochs} epochs, batch {result.batch_size}")
     for col in ("lr x B/256", "top-1 %", "top-5 %"):
@@ -127,6 +141,7 @@ def flip_rate_table(result: FlipRateResult) -> Table:
 _TABLES = (
     (LinearEvalResult, linear_eval_table), (TransferResult, transfer_table),
     (CorruptionSetResult, corruption_set_table), (FlipRateResult, flip_rate_table),
+    (RotationProbeResult, rotation_table),
 )  # fmt: skip
 
 
