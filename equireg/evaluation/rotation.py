@@ -144,13 +144,14 @@ class ProbeRows:
 
 
 def split_rows(split: np.ndarray, objects: np.ndarray, val_fraction: float, seed: int) -> ProbeRows:
-    """Per object, a seeded ``val_fraction`` of its train views (at least one) goes to validation."""
+    """Per object, a seeded ``val_fraction`` of its train views (at least two, so validation has view pairs)
+    goes to validation."""
     gen = torch.Generator().manual_seed(seed)
     train_rows, val_rows = [], []
     for obj in np.unique(objects):
         rows = torch.from_numpy(np.flatnonzero((split == "train") & (objects == obj)))
         rows = rows[torch.randperm(len(rows), generator=gen)]
-        n_val = max(1, round(val_fraction * len(rows))) if len(rows) > 1 else 0
+        n_val = max(2, round(val_fraction * len(rows))) if len(rows) >= 4 else 0
         val_rows.append(rows[:n_val])
         train_rows.append(rows[n_val:])
     test = torch.from_numpy(np.flatnonzero(split == "test"))
@@ -288,8 +289,9 @@ def rotation_probes(
     split = np.asarray(split)
     objects_t = torch.as_tensor(np.asarray(objects), dtype=torch.long)
     rows = split_rows(split, objects_t.numpy(), settings.val_fraction, seed)
-    if len(rows.train) == 0 or len(rows.val) == 0 or len(rows.test) == 0:
-        raise ValueError("the probes need train views (at least 2 per object, for validation) and test views")
+    if len(rows.val) == 0 or len(rows.test) == 0:
+        raise ValueError("the rotation probes need at least 4 train views (2 go to validation) and 2 test views "
+                         "of an object")
     gen = torch.Generator().manual_seed(seed + 1)
     task = _Task(
         rows, objects_t, torch.as_tensor(np.asarray(rotations), dtype=torch.float32).reshape(-1, 3, 3),

@@ -118,6 +118,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "has train/ but no val/ or test/ for the test split"),
     ("imagefolder-corrupt-image", ["--set", "data.name=imagefolder", "--data-root", "{data}/corrupt-images"],
      "could not decode image file"),
+    ("rot3d-not-a-rot3d-folder", ["--set", "data.name=rot3d", "--data-root", "{data}/empty"],
+     "is not a rot3d folder (no rot3d.json or labels.npz); make one with `equireg data make rot3d --out"),
     ("unknown-dataset-option", ["--set", "data.kwargs={num_sample: 5}"], "unexpected keyword argument 'num_sample'"),
     # a custom group that breaks a law
     ("group-breaks-a-law", ["--set", "equiv.group=swapped_d4"], "violates the action homomorphism law"),
