@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -27,13 +28,20 @@ class _Progress:
         self._bar: Any = None
         self._tasks: dict[str, Any] = {}
         self._last: dict[str, float] = {}
+        self._finished: set[str] = set()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.tty:
             self._rich(stage, done, total)
-        elif done >= total or time.monotonic() - self._last.get(stage, 0.0) >= self.every:
-            self._last[stage] = time.monotonic()
-            typer.echo(f"{stage}: {done}/{total}")
+            return
+        finished = done >= total
+        due = time.monotonic() - self._last.get(stage, -math.inf) >= self.every
+        if stage in self._finished or not (finished or due):
+            return
+        if finished:
+            self._finished.add(stage)
+        self._last[stage] = time.monotonic()
+        typer.echo(f"{stage}: {done}/{total}")
 
     def _rich(self, stage: str, done: int, total: int) -> None:
         if self._bar is None:

@@ -189,8 +189,8 @@ def _screen(
             results.append(result)
             if result.kept:
                 kept.append(result)
-                if progress:
-                    progress("screen", min(len(kept), wanted), wanted)
+                if progress and len(kept) <= wanted:
+                    progress("screen", len(kept), wanted)
     if len(kept) >= wanted:  # report only up to the last mesh used, whatever the batch size was
         last = results.index(kept[wanted - 1])
         return kept[:wanted], results[: last + 1]
