@@ -193,3 +193,15 @@ def test_views_do_not_depend_on_the_number_of_workers(tiny_set: Path, tmp_path: 
     assert np.array_equal(a.quaternion, b.quaternion) and np.array_equal(a.path, b.path)
     for rel in a.path[:3]:
         assert np.array_equal(np.asarray(Image.open(tiny_set / rel)), np.asarray(Image.open(tmp_path / "two" / rel)))
+
+
+def test_the_python_example_in_the_docs_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pybullet()
+    import re
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "rot3d.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, "docs/rot3d.md", "exec"), {"__name__": "docs_example"})

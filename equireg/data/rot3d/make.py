@@ -256,7 +256,7 @@ def _write_labels(folder: Path, jobs: list[_RenderJob]) -> None:
     """One ``labels.npz`` (plain arrays, loadable with ``allow_pickle=False``), rows in (split, object, view) order."""
     rows = [(s, j, v, q) for s in SPLITS for j in jobs for v, q in enumerate(j.quaternions[s])]
     quats = np.stack([q for *_, q in rows])
-    np.savez(
+    np.savez_compressed(
         folder / LABELS,
         path=np.array([image_path(s, j.name, v) for s, j, v, _ in rows]),
         split=np.array([s for s, *_ in rows]),
@@ -316,15 +316,15 @@ def write_contact_sheet(folder: Path, names: list[str], rows: int = 10, columns:
 
 # ---- worker processes: one pybullet client each, created on first use ------------------------------------------
 
-_RENDERER: dict[int, Renderer] = {}
+_RENDERER: dict[tuple[int, Camera], Renderer] = {}
 _CAMERA: list[Camera] = [Camera()]
 
 
 def _renderer() -> Renderer:
-    pid = os.getpid()  # a forked child must not reuse its parent's client
-    if pid not in _RENDERER:
-        _RENDERER[pid] = Renderer(_CAMERA[0])
-    return _RENDERER[pid]
+    key = (os.getpid(), _CAMERA[0])  # a forked child must not reuse its parent's client
+    if key not in _RENDERER:
+        _RENDERER[key] = Renderer(_CAMERA[0])
+    return _RENDERER[key]
 
 
 def _set_camera(camera: Camera) -> None:
