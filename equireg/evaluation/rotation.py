@@ -357,7 +357,7 @@ def _identity(x: Tensor, task: _Task, settings: ProbeSettings, seed: int) -> tup
 
 def run_backbone(run: Any) -> nn.Module:
     """The frozen backbone of a loaded run: the one place that knows how to reach it from ``load_run``."""
-    return run.recipe.backbone
+    return run.backbone
 
 
 def rotation_data_root(
@@ -379,10 +379,11 @@ def rotation_data_root(
 
 
 def load_images(paths: list[Any], image_size: int) -> Tensor:
-    """uint8 (N, 3, S, S) images, decoded and resized as the ``rot3d`` dataset does."""
+    """uint8 (N, 3, S, S) images, decoded and resized as the ``rot3d`` dataset's evaluation batches are (the
+    whole frame, no centre crop)."""
     from equireg.data.folder import load_image
 
-    return torch.stack([load_image(p, image_size) for p in paths])
+    return torch.stack([load_image(p, image_size, crop_ratio=1.0) for p in paths])
 
 
 @torch.no_grad()

@@ -93,10 +93,10 @@ def test_train_and_probe_on_a_rot3d_set(tmp_path: Path) -> None:
     sets = {"data.train_subset": "null", "data.probe_train_size": "null", "train.precision": "fp32",
             "data.kwargs": "{num_workers: 0}",
             "objective.kwargs": "{proj_hidden_dim: 32, proj_dim: 16, pred_hidden_dim: 32}",
-            "equiv.kwargs": "{proj_dim: 16}"}
+            "equiv.kwargs": "{proj_dim: 16}", "equiv.b2_ratio": "0.25"}
     trained = runner.invoke(app, [
         "train", "--dataset", "rot3d", "--data-root", str(data), "--backbone", "resnet_test", "--image-size", "16",
-        "--steps", "2", "--batch-size", "8", "--run-dir", str(run_dir), "--no-eval",
+        "--steps", "2", "--batch-size", "16", "--run-dir", str(run_dir), "--no-eval",
         *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
     ])  # fmt: skip
     assert trained.exit_code == 0, trained.output

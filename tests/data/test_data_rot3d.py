@@ -205,3 +205,16 @@ def test_the_python_example_in_the_docs_runs(tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     for code in blocks:
         exec(compile(code, "docs/rot3d.md", "exec"), {"__name__": "docs_example"})
+
+
+def test_the_run_image_size_reaches_the_dataset_and_frames_are_not_cropped(tiny_set: Path) -> None:
+    import torch
+
+    from equireg.data.folder import load_image
+
+    ds = create_dataset("rot3d", "train", root=tiny_set, context={"image_size": 16}, num_workers=0)
+    assert ds.image_size == 16  # declared, so a run at data.image_size evaluates at that size too
+    images, _ = next(ds.batches(1, shuffle=False))
+    whole = load_image(ds.paths[0], 16, crop_ratio=1.0)
+    assert torch.equal(images[0].mul(255).round().to(torch.uint8), whole)
+    assert not torch.equal(whole, load_image(ds.paths[0], 16))  # the image-folder default would crop

@@ -31,14 +31,19 @@ def rot3d_root(root: str | Path | None) -> Path:
     return folder
 
 
-def rot3d(split: str = "train", root: str | Path | None = None, **kwargs: Any) -> ImageFolderDataset:
+def rot3d(
+    split: str = "train", root: str | Path | None = None, image_size: int = 32, crop_ratio: float = 1.0,
+    **kwargs: Any,
+) -> ImageFolderDataset:
     """The images of one split as classes = objects (``root/<split>/<object>/<view>.png``).
 
-    Options are those of :class:`~equireg.data.folder.ImageFolderDataset` (``image_size``, ``num_workers``).
+    Evaluation images are the whole frame resized to ``image_size`` (``crop_ratio`` 1: the camera already
+    frames every object with a margin, a centre crop would only cut it). Other options are those of
+    :class:`~equireg.data.folder.ImageFolderDataset` (``num_workers``, ...).
     """
     folder = rot3d_root(root)
     kwargs.setdefault("name", "rot3d")
-    return ImageFolderDataset(folder / split, **kwargs)
+    return ImageFolderDataset(folder / split, image_size=image_size, crop_ratio=crop_ratio, **kwargs)
 
 
 @dataclass(frozen=True)
