@@ -218,3 +218,18 @@ def test_the_run_image_size_reaches_the_dataset_and_frames_are_not_cropped(tiny_
     whole = load_image(ds.paths[0], 16, crop_ratio=1.0)
     assert torch.equal(images[0].mul(255).round().to(torch.uint8), whole)
     assert not torch.equal(whole, load_image(ds.paths[0], 16))  # the image-folder default would crop
+
+
+def test_random_colours_differ_per_object_and_reach_the_images(tmp_path: Path) -> None:
+    _pybullet()
+    for color in ("random", "fixed"):
+        options = Rot3dOptions(objects=2, train_views=1, test_views=1, size=32, color=color, seed=3)  # type: ignore[arg-type]
+        make_rot3d(tmp_path / color, options, workers=1)
+        with np.load(tmp_path / color / "labels.npz", allow_pickle=False) as raw:
+            colors, paths = raw["object_colors"], raw["path"][:2]  # one train view of each object
+        assert np.allclose(colors[0], colors[1]) == (color == "fixed")
+        for rgb, rel in zip(colors, paths):
+            image = np.asarray(Image.open(tmp_path / color / str(rel)).convert("RGB"), dtype=np.float64)
+            shade = image[(image < 250).any(axis=-1)].mean(axis=0)  # the object's mean colour, shading included
+            cosine = shade @ rgb / (np.linalg.norm(shade) * np.linalg.norm(rgb))
+            assert cosine > 0.97, (color, rgb, shade)

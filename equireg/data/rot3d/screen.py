@@ -19,7 +19,7 @@ Three reasons to skip a mesh, checked in this order:
   are rods and slabs whose half-turn about the long axis changes only small details; about half are
   skipped, see docs/rot3d.md.)
 
-Renders are at ``size`` pixels (32 by default): about 50 small renders per mesh (25 ms on one core).
+Renders are at ``size`` pixels (32 by default): about 50 small renders per mesh (about 30 ms on one core).
 """
 
 from __future__ import annotations
