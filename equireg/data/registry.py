@@ -65,15 +65,17 @@ def split_folder(root: str | Path, split: str) -> tuple[Path, Path | None]:
     return found, train if train.is_dir() else None
 
 
-def imagefolder(split: str = "train", root: str | Path | None = None, **kwargs: Any) -> ImageFolderDataset:
+def imagefolder(
+    split: str = "train", root: str | Path | None = None, image_size: int = 32, **kwargs: Any
+) -> ImageFolderDataset:
     """``root/train/<class>/*`` and ``root/val|test/<class>/*`` (labels index the training classes), or
-    ``root/<class>/*`` for both splits."""
+    ``root/<class>/*`` for both splits; ``image_size`` is the run's (views and evaluation images)."""
     if root is None:
         raise ValueError("imagefolder needs root= (a folder of train/ and val/ or test/, or of class subfolders)")
     folder, train = split_folder(root, split)
     if train is not None and train != folder and "classes" not in kwargs:
         kwargs["classes"] = list_class_folders(train)
-    return ImageFolderDataset(folder, **kwargs)
+    return ImageFolderDataset(folder, image_size=image_size, **kwargs)
 
 
 register_dataset("fashion-mnist")(fashion_mnist)
