@@ -70,10 +70,12 @@ def test_defaults_are_the_demo_recipe() -> None:
 
 def test_demo_profile_only_for_demo_datasets() -> None:
     demo = resolve_config()
-    assert (demo.data.train_subset, demo.data.probe_train_size, demo.equiv.b2_ratio) == (20_000, 10_000, 0.25)
+    assert (demo.data.train_subset, demo.data.probe_train_size, demo.equiv.b2_ratio) == (None, None, 0.25)
+    assert (demo.optim.batch_size, demo.optim.steps) == (128, 640)
     assert demo.objective.preset == "small" and demo.train.checkpoint_every == 200
     user = resolve_config(overrides={"data.name": "imagefolder", "data.root": "/data/imagenet"})
     assert (user.data.train_subset, user.data.probe_train_size, user.equiv.b2_ratio) == (None, None, 0.01)
+    assert (user.optim.batch_size, user.optim.steps) == (256, 800)
     assert user.objective.preset is None and user.train.checkpoint_every == 1000  # the factories' paper heads
     asked = resolve_config(overrides={"data.name": "cifar10"}, sets=["equiv.b2_ratio=0.1"])
     assert asked.equiv.b2_ratio == 0.1
@@ -88,7 +90,7 @@ def test_sources_name_every_layer(tmp_path: Path) -> None:
     assert sources["optim.steps"] == "file" and sources["data.kwargs.num_samples"] == "file"
     assert sources["optim.lr"] == "flag" and sources["objective.kwargs.proj_dim"] == "--set"
     assert sources["objective.preset"] == "demo" and sources["equiv.b2_ratio"] == "demo"
-    assert sources["optim.batch_size"] == "default" and sources["data.kwargs.num_samples"] == "file"
+    assert sources["optim.warmup_frac"] == "default" and sources["data.kwargs.num_samples"] == "file"
     lines = format_sources(cfg, sources).splitlines()
     assert any(line.startswith("optim.lr: 0.2 ") and line.endswith("# flag") for line in lines)
     assert any(line.startswith("eval.robustness_severities: [1, 2, 3, 4, 5]") for line in lines)

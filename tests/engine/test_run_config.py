@@ -43,7 +43,7 @@ def test_changes_are_listed_in_config_order_as_old_to_new() -> None:
     new = resolve_config(overrides={"equiv.group": "c4", "optim.steps": 9, "objective.kwargs": {"proj_dim": 8}})
     changes = setting_changes(old, new, 1, 1)
     assert [str(c) for c in changes] == [
-        "objective.kwargs.proj_dim: (absent) → 8", "equiv.group: p4m → c4", "optim.steps: 800 → 9"]
+        "objective.kwargs.proj_dim: (absent) → 8", "equiv.group: p4m → c4", "optim.steps: 640 → 9"]
 
 
 def test_the_batch_is_compared_as_the_global_batch() -> None:
@@ -78,5 +78,5 @@ def test_recorded_settings_are_the_last_record_else_config_yaml(tmp_path: Path) 
     assert settings["optim"]["steps"] == 1000 and world == 2
     records = [json.loads(line) for line in (tmp_path / CHANGES_FILE).read_text().splitlines()]
     assert [r["step"] for r in records] == [100, 300] and all(r["time"] for r in records)
-    assert records[0]["changes"] == [{"key": "optim.steps", "old": 800, "new": 900, "allowed_by": "--allow-change"}]
+    assert records[0]["changes"] == [{"key": "optim.steps", "old": 640, "new": 900, "allowed_by": "--allow-change"}]
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["steps"] == 800  # history kept
