@@ -79,4 +79,4 @@ def test_recorded_settings_are_the_last_record_else_config_yaml(tmp_path: Path) 
     records = [json.loads(line) for line in (tmp_path / CHANGES_FILE).read_text().splitlines()]
     assert [r["step"] for r in records] == [100, 300] and all(r["time"] for r in records)
     assert records[0]["changes"] == [{"key": "optim.steps", "old": 640, "new": 900, "allowed_by": "--allow-change"}]
-    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["steps"] == 800  # history kept
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["steps"] == 640  # history kept
