@@ -206,4 +206,17 @@ def build_recipe(cfg: Config) -> SSLRecipe:
         context = {"group": group, "token_stride": backbone.info().stride, "output_size": cfg.data.image_size,
                    "crop": CropConfig(scale=(crop_min, 1.0))}
         pair_policy = _options(f"view policy {name!r}", create_view_policy, name, context=context, **cfg.views.kwargs)
+        _check_pair_batch(backbone, pair_policy, cfg)
     return SSLRecipe(backbone, objective, views, equiv_loss, pair_policy, cfg.equiv.b2_ratio)
+
+
+def _check_pair_batch(backbone: Backbone, policy: PairPolicy, cfg: Config) -> None:
+    """SER's views have their own grids, so they run in their own backbone calls; a BatchNorm cannot normalise a
+    one-image call (its statistics are undefined), which would fail mid-training."""
+    _, b2 = split_batch(cfg.optim.batch_size, cfg.equiv.b2_ratio)
+    has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules())
+    if b2 < 2 and has_batchnorm and policy.name == "ser":
+        raise ValueError(
+            f"equiv.b2_ratio={cfg.equiv.b2_ratio} gives {b2} equivariant image per batch of {cfg.optim.batch_size}; "
+            f"SER's views run in their own backbone calls, and {cfg.backbone.name}'s BatchNorm cannot normalise a "
+            f"one-image batch: raise equiv.b2_ratio to at least {2 / cfg.optim.batch_size:.3f} or the batch size")

@@ -95,3 +95,11 @@ def test_every_run_records_how_it_was_trained(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["cls_position"] == "after_equiv" and summary["view_policy"] == "ser"
     assert summary["views_per_image"] == 2 and summary["crop_min"] == 0.08 and summary["split_layer"] == 2
+
+
+def test_one_equivariant_image_in_a_batchnorm_backbone_is_refused_before_training() -> None:
+    cnn = {**VIT, "backbone.name": "resnet_test", "equiv.layer": None, "optim.batch_size": 64, "equiv.b2_ratio": 0.01}
+    with pytest.raises(ValueError, match="cannot normalise a one-image batch: raise equiv.b2_ratio to at least 0.031"):
+        build_recipe(resolve_config(overrides=cnn))
+    assert build_recipe(resolve_config(overrides={**cnn, "equiv.b2_ratio": 0.04})).split_sizes(64) == (61, 3)
+    assert build_recipe(resolve_config(overrides={**VIT, "optim.batch_size": 64, "equiv.b2_ratio": 0.01}))  # no BN

@@ -86,6 +86,8 @@ CASES: list[tuple[str, list[str], str]] = [
     # combinations that cannot be faithful
     ("ser-views-need-d4-reflections", ["--set", "equiv.group=c4", "--set", "views.equivariant=ser"],
      "needs SER's group p4m or p4m*scale, got equiv.group='c4'; use views.equivariant=uniform"),
+    ("one-equivariant-image-with-batchnorm", ["--set", "equiv.b2_ratio=0.01"],
+     "BatchNorm cannot normalise a one-image batch: raise equiv.b2_ratio"),
     ("stride-does-not-divide-image", ["--set", "data.image_size=12", "--equiv-layer", "2"],
      "data.image_size=12 is not a multiple of 8, the pixels per map cell at the split layer"),
     # config files and run directories
