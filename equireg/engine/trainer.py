@@ -230,6 +230,10 @@ class Trainer:
         if not resume and self.checkpoints.latest() is not None:
             raise RunDirError(f"run directory {self.run_dir} already holds a run; pass --resume or choose another --run-dir")
         saved = self._check_resume() if resume else None
+        if dataset is None:
+            from equireg.data import DATASETS
+
+            DATASETS.get(cfg.data.name)  # an unknown dataset name is reported before anything is built
         seed_everything(cfg.train.seed)  # the same initial weights on every rank
         with _options_error("the recipe (backbone/objective/equiv kwargs)"):
             self.recipe: SSLRecipe = build_recipe(cfg).to(self.device)

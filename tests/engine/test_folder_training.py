@@ -28,7 +28,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _cfg(tmp_path: Path, folder: Path, **extra: object):  # type: ignore[no-untyped-def]
     return tiny_config(tmp_path / "run", **{"data.name": "imagefolder", "data.root": str(folder),
                                              "data.kwargs": {"num_workers": 0}, "data.train_subset": None,
-                                             "optim.batch_size": 16, "optim.steps": 2, **extra})
+                                             "optim.batch_size": 16, "optim.steps": 2, "equiv.b2_ratio": 0.25, **extra})
 
 
 def test_views_come_from_the_loaders_crops(tmp_path: Path, folder: Path) -> None:
