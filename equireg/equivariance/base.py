@@ -9,7 +9,7 @@ An equivariance loss reads one training step through a :class:`StepContext` (SER
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -50,7 +50,6 @@ class EquivBatch:
     g: Elements
     online: tuple[Any, Any]
     target: tuple[Any, Any]
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class EquivarianceLoss(nn.Module):
