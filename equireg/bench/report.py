@@ -30,12 +30,34 @@ CSV_FIELDS = (
     "cell", "method", "loss", "objective", "layer", "eval_layer", "group", "seed", "equiv_weight", "params_total_M",
     "params_equiv_M", "views_per_image", "view_policy", "cls_position", "top1", "top5", "robustness_mean",
     *(f"equiv_{k}" for k in KINDS), "equiv_mean", *(f"fixed_{k}" for k in FIXED_KINDS), "equiv_fixed",
-    "train_seconds", "images_per_second", "steps", "batch_size", "images_seen",
+    "train_seconds", "images_per_second", "steps", "batch_size", "images_seen", "rot_map_source",
+    "rot_emb_identity", "rot_emb_rel_r2", "rot_map_identity", "rot_map_rel_r2",
 )
+# 3D-rotation probes (``evaluate: [rotation]``): object identity and relative-pose R² from the final embedding
+# and from the equivariance layer's map; columns and Δs appear only when some cell measured them.
+ROTATION_METRICS = {"rot_emb_identity": "identity % (emb)", "rot_emb_rel_r2": "rel. pose R² (emb)",
+                    "rot_map_identity": "identity % (map)", "rot_map_rel_r2": "rel. pose R² (map)"}
 SUMMARY_METRICS = ("top1", "top5", "robustness_mean", *(f"equiv_{k}" for k in KINDS), "equiv_mean", "equiv_fixed",
-                   "train_seconds")
+                   "train_seconds", *ROTATION_METRICS)
 DIFF_METRICS = {"top1": "top-1", "robustness_mean": "robust. mean", "equiv_mean": "equiv mean",
                 "equiv_fixed": "equiv fixed place"}
+
+
+def diff_metrics(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The metrics given paired differences: the standard ones, plus the rotation probes when measured."""
+    measured = {k: v for k, v in ROTATION_METRICS.items() if any(r.get(k) is not None for r in rows)}
+    return {**DIFF_METRICS, **measured}
+
+
+def _rotation_fields(rotation: dict[str, Any] | None) -> dict[str, Any]:
+    """The rotation probes' identity top-1 and relative-pose R² from the embedding and the (single) layer map."""
+    rotation = rotation or {}
+    maps = [name for name in rotation if name != "embedding"]
+    emb = rotation.get("embedding", {})
+    fmap = rotation[maps[0]] if maps else {}
+    return {"rot_map_source": maps[0] if maps else None,
+            "rot_emb_identity": emb.get("identity_top1"), "rot_emb_rel_r2": emb.get("relative_r2"),
+            "rot_map_identity": fmap.get("identity_top1"), "rot_map_rel_r2": fmap.get("relative_r2")}
 
 
 def load_results(out_dir: Path) -> list[dict[str, Any]]:
@@ -77,6 +99,7 @@ def rows_from_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "images_per_second": r.get("train", {}).get("images_per_second"),
                 "steps": steps, "batch_size": batch,
                 "images_seen": steps * batch if steps is not None and batch is not None else None,
+                **_rotation_fields(r.get("rotation")),
             })
     return rows
 
@@ -173,13 +196,13 @@ def summarize(rows: list[dict[str, Any]], baseline: str = "none") -> list[Summar
         groups[_group_key(row)].append(row)
         if row["method"] == baseline:
             index[(row["objective"], row["seed"], row["eval_layer"])].append(row)
-    out = []
+    out, metrics = [], diff_metrics(rows)
     for key in sorted(groups, key=lambda k: _order(k, baseline)):
         rs = groups[key]
         summary = Summary(key, rs, is_baseline=key[1] == baseline)
         summary.values = {m: _interval([r[m] for r in rs]) for m in SUMMARY_METRICS}
         if not summary.is_baseline:
-            for metric in DIFF_METRICS:
+            for metric in metrics:
                 summary.diffs[metric], summary.diff_notes[metric] = _paired(rs, metric, index, baseline)
         out.append(summary)
     return out
@@ -229,7 +252,7 @@ def _diff_cell(summary: Summary, metric: str, digits: int) -> str:
     return f"{text} (n={interval.n})" if paired_fewer else text
 
 
-def _table_row(s: Summary, kinds: list[str]) -> list[str]:
+def _table_row(s: Summary, kinds: list[str], rotation: list[str]) -> list[str]:
     objective, method, layer, eval_layer, group = s.key
     first = s.rows[0]
     layer_txt = "–" if layer is None else str(layer)
@@ -245,8 +268,14 @@ def _table_row(s: Summary, kinds: list[str]) -> list[str]:
         format_mean(v["robustness_mean"]), _diff_cell(s, "robustness_mean", 2),
         *[format_mean(v[f"equiv_{k}"], 3) for k in kinds],
         format_mean(v["equiv_mean"], 3), _diff_cell(s, "equiv_mean", 3),
-        format_mean(v["equiv_fixed"], 3), _diff_cell(s, "equiv_fixed", 3), format_mean(v["train_seconds"], 0),
+        format_mean(v["equiv_fixed"], 3), _diff_cell(s, "equiv_fixed", 3),
+        *[cell for m in rotation for cell in (format_mean(v[m], _digits(m)), _diff_cell(s, m, _digits(m)))],
+        format_mean(v["train_seconds"], 0),
     ]
+
+
+def _digits(metric: str) -> int:
+    return 3 if metric.endswith("r2") else 2
 
 
 def budget_warning(summaries: list[Summary]) -> str | None:
@@ -264,11 +293,13 @@ def markdown_table(rows: list[dict[str, Any]], title: str = "bench", baseline: s
     """The paper-shaped table with intervals over seeds and each method's paired differences to ``baseline``."""
     summaries = summarize(rows, baseline)
     kinds = [k for k in KINDS if any(r.get(f"equiv_{k}") is not None for r in rows)]
+    rotation = [m for m in diff_metrics(rows) if m in ROTATION_METRICS]
     head = ["objective", "method", "equiv layer", "group", "λ", "params (M)", "+equiv (M)", "views", "view policy",
             "[CLS]", "budget (steps×batch)", "seeds", "top-1", "Δ top-1", "top-5", "robust. mean", "Δ robust.",
-            *[f"equiv {k}" for k in kinds], "equiv mean", "Δ equiv mean", "equiv fixed", "Δ equiv fixed", "train s"]
+            *[f"equiv {k}" for k in kinds], "equiv mean", "Δ equiv mean", "equiv fixed", "Δ equiv fixed",
+            *[h for m in rotation for h in (ROTATION_METRICS[m], f"Δ {ROTATION_METRICS[m]}")], "train s"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_table_row(s, kinds)) + " |" for s in summaries]
+    lines += ["| " + " | ".join(_table_row(s, kinds, rotation)) + " |" for s in summaries]
     warning = budget_warning(summaries)
     lines += [""] + ([warning, ""] if warning else []) + [
         f"Values: mean ± half-width of the 95% t-interval over seeds (n=1: the single value, no interval). "
@@ -281,7 +312,10 @@ def markdown_table(rows: list[dict[str, Any]], title: str = "bench", baseline: s
         "layer); equiv fixed: the same score at one fixed place for every run (ViT: final token map; CNN: deepest "
         "map of at least 2x2), rotations averaged over 90/180/270 and scale over 0.7-1.3, so layers and the "
         "baseline compare on one scale; views: views per training image; [CLS]: where a ViT's [CLS] joins (n/a for CNNs); budget: "
-        "optimizer steps × global batch; +equiv: trainable parameters the method adds."]
+        "optimizer steps × global batch; +equiv: trainable parameters the method adds."
+        + (" identity % / rel. pose R²: 3D-rotation probes (object identity top-1; R² of the relative rotation "
+           "between two renders of one object, 1 = perfect, ≤ 0 = no better than the mean) on the final "
+           "embedding (emb) and the equivariance layer's map (map)." if rotation else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -350,9 +384,10 @@ def plot_forest(rows: list[dict[str, Any]], path: Path, baseline: str = "none") 
     Filled markers: the interval excludes 0; hollow: it does not (or a single seed, no interval)."""
     plt = _pyplot()
     methods = [s for s in summarize(rows, baseline) if not s.is_baseline]
-    fig, axes = plt.subplots(1, len(DIFF_METRICS), figsize=(4.2 * len(DIFF_METRICS), 0.9 + 0.32 * max(1, len(methods))),
+    metrics = diff_metrics(rows)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.9 + 0.32 * max(1, len(methods))),
                              squeeze=False)
-    for ax, (metric, name) in zip(axes[0], DIFF_METRICS.items()):
+    for ax, (metric, name) in zip(axes[0], metrics.items()):
         for y, s in enumerate(reversed(methods)):
             interval = s.diffs.get(metric)
             if interval is None:

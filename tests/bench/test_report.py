@@ -127,3 +127,26 @@ def test_plots_are_written(tmp_path: Path) -> None:
     paths = write_reports(three_seed_bench(tmp_path))
     for name in ("paired_differences", "layer_sweep", "accuracy_vs_equivariance", "csv", "summary_csv"):
         assert paths[name].is_file() and paths[name].stat().st_size > 0, name
+
+
+def test_rotation_probes_get_columns_and_paired_differences(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+
+    def rotation(identity: float, r2: float) -> dict[str, Any]:
+        probe = {"identity_top1": identity, "relative_r2": r2}
+        return {"rotation": {"embedding": probe, "layer-2 map": {"identity_top1": identity + 5, "relative_r2": r2}}}
+
+    write_cells(out, [fake_result("none", s, 70.0, **rotation(10.0, 0.1 * s)) for s in range(3)])
+    write_cells(out, [fake_result("ser", s, 70.0, layer=2, **rotation(10.0 + s, 0.1 * s + 0.2)) for s in range(3)])
+    table = write_reports(out, title="rot")["markdown"].read_text()
+    assert "| rel. pose R² (map) | Δ rel. pose R² (map) |" in table and "3D-rotation probes" in table
+    ser = next(line for line in table.splitlines() if line.startswith("| moco | ser |"))
+    assert "**+0.200 [+0.200, +0.200]**" in ser  # R² difference: 0.2 for every seed
+    assert "+1.00 [−1.48, +3.48] n.s." in ser  # identity differences 0, 1, 2 → t-interval with 2 df
+    rows = rows_from_results(load_results(out))
+    assert rows[0]["rot_map_source"] == "layer-2 map" and rows[0]["rot_map_identity"] == 15.0
+
+
+def test_no_rotation_columns_without_rotation_results(tmp_path: Path) -> None:
+    table = write_reports(three_seed_bench(tmp_path), title="t")["markdown"].read_text()
+    assert "pose R²" not in table and "3D-rotation" not in table
