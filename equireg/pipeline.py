@@ -271,6 +271,28 @@ def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any
     return result
 
 
+def evaluate_rotation(
+    run: LoadedRun, data_root: str | None = None, *, seed: int | None = None, layer: int | None = None,
+    settings: Any = None, save: bool = True,
+) -> Any:
+    """Identity, absolute- and relative-rotation probes on a rot3d folder (``data_root``: default the run's own data
+    when it trained on rot3d); writes ``RUN_DIR/eval/rotation.json``."""
+    from equireg.data.rot3d import load_labels
+    from equireg.evaluation.rotation import ProbeSettings, load_images, rotation_data_root, rotation_probes, split_features
+
+    cfg = run.cfg
+    root = rotation_data_root(cfg.data.name, cfg.data.root, data_root)
+    labels = load_labels(root)
+    images = load_images(labels.files(), cfg.data.image_size)
+    features = split_features(run.backbone, images, layer, cfg.eval.batch_size, _amp(cfg))
+    result = rotation_probes(features, labels.rotation, labels.object, labels.split,
+                             seed=cfg.train.seed if seed is None else seed, settings=settings or ProbeSettings())
+    result.data_root = root
+    if save:
+        _save(run, "rotation", result)
+    return result
+
+
 def evaluate_transfer(
     run: LoadedRun, name: str, root: str | Path, alexnet: dict[str, Any] | None = None, save: bool = True,
     log: Callable[[str], None] | None = None,

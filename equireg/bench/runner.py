@@ -107,7 +107,7 @@ def _evaluate(cell: Cell, spec: BenchSpec, cfg: Config, splits: Any) -> dict[str
         out["equivariance_fixed"] = {"map": fixed.map_scores, "embedding": fixed.embedding_scores,
                                      "layer": fixed.fixed_layer or "final"}
     if "rotation" in spec.evaluate:
-        from equireg.evaluation.rotation import evaluate_rotation
+        from equireg.pipeline import evaluate_rotation
 
         rotation = evaluate_rotation(run, spec.rotation_data_root)
         out["rotation"] = {name: {k: v for k, v in s.to_dict().items() if k != "chosen"}

@@ -202,7 +202,7 @@ def rotation(
 ) -> None:
     """Identity, absolute- and relative-rotation probes on a rot3d set (docs/rot3d.md)."""
     from equireg.evaluation import render_table
-    from equireg.evaluation.rotation import evaluate_rotation
+    from equireg.pipeline import evaluate_rotation
 
     run = _load(run_dir, device)
     try:

@@ -26,7 +26,7 @@ from equireg.evaluation.linear_eval import FrozenFeatures, ImageClassifier, Line
 from equireg.evaluation.linear_probe import LinearClassifier, LinearProbeResult, linear_probe
 from equireg.evaluation.report import render_table
 from equireg.evaluation.robustness import RobustnessResult, robustness
-from equireg.evaluation.rotation import RotationProbeResult, evaluate_rotation, rotation_probes
+from equireg.evaluation.rotation import RotationProbeResult, rotation_probes
 from equireg.evaluation.transfer import CorruptionSetResult, FlipRateResult, LayoutError, TransferResult
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "apply_corruption",
     "element_linear_scale",
     "equivariance_score",
-    "evaluate_rotation",
     "extract_features",
     "get_corruption",
     "knn_classify",

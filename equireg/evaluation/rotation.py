@@ -355,11 +355,6 @@ def _identity(x: Tensor, task: _Task, settings: ProbeSettings, seed: int) -> tup
 # ---- a trained run on a rot3d folder ------------------------------------------------------------------------------
 
 
-def run_backbone(run: Any) -> nn.Module:
-    """The frozen backbone of a loaded run: the one place that knows how to reach it from ``load_run``."""
-    return run.backbone
-
-
 def rotation_data_root(
     data_name: str, data_root: str | None, explicit: str | None, hint: str = "pass --data-root DIR"
 ) -> str:
@@ -406,27 +401,3 @@ def split_features(
             embeddings.append(out.embedding.float().cpu())
             maps.append(out.feature_map.float().mean(dim=(2, 3)).cpu())
     return {"embedding": torch.cat(embeddings), f"layer-{layer} map": torch.cat(maps)}
-
-
-def evaluate_rotation(
-    run: Any, data_root: str | None = None, *, seed: int | None = None, layer: int | None = None,
-    settings: ProbeSettings = ProbeSettings(), save: bool = True,
-) -> RotationProbeResult:
-    """The probes on a loaded run (``equireg.pipeline.load_run``); writes ``RUN_DIR/eval/rotation.json``.
-
-    ``data_root`` defaults to the run's own data when it trained on rot3d.
-    """
-    from equireg.data.rot3d import load_labels
-    from equireg.pipeline import _amp, _save
-
-    cfg = run.cfg
-    root = rotation_data_root(cfg.data.name, cfg.data.root, data_root)
-    labels = load_labels(root)
-    images = load_images(labels.files(), cfg.data.image_size)
-    features = split_features(run_backbone(run), images, layer, cfg.eval.batch_size, _amp(cfg))
-    result = rotation_probes(features, labels.rotation, labels.object, labels.split,
-                             seed=cfg.train.seed if seed is None else seed, settings=settings)
-    result.data_root = root
-    if save:
-        _save(run, "rotation", result)
-    return result

@@ -61,3 +61,16 @@ def test_missing_plugin_module_is_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--plugins", "no_such_plugin_module", "--run-dir", str(run), *FAST])
     assert result.exit_code == 2 and "plug-in module 'no_such_plugin_module' not found" in result.output
     assert not run.exists()
+
+
+def test_the_environment_variable_names_plugins_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    registries_restored: None) -> None:
+    module = tmp_path / "plugin_env.py"
+    module.write_text(_example("backbones.md", '@register_backbone("tiny_convnet")'))
+    monkeypatch.setenv("EQUIREG_PLUGINS", f" {module} ,")  # spaces and empty entries are ignored
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--backbone", "tiny_convnet", "--run-dir", str(run), "--no-eval", *FAST])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((run / "config.yaml").read_text())["plugins"] == [str(module)]
+    monkeypatch.delenv("EQUIREG_PLUGINS")
+    assert runner.invoke(app, ["eval", "linear", str(run)]).exit_code == 0  # the run's record is enough
