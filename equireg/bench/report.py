@@ -349,34 +349,46 @@ def _sweep_series(summaries: list[Summary], metric: str) -> tuple[list[int], lis
     return [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
 
 
+SWEEP_PANELS = (("top1", "linear top-1 (%)"), ("equiv_mean", "equivariance score at layer k (mean over kinds)"),
+                ("equiv_fixed", "equivariance score at the fixed place"))
+
+
 def plot_layer_sweep(rows: list[dict[str, Any]], path: Path, baseline: str = "none") -> None:
-    """Per objective: linear top-1 and mean equivariance score against the equivariance layer, one line per method,
-    error bars = 95% t-interval over seeds."""
+    """Per objective: linear top-1, the equivariance score at the trained layer and at the fixed place (the one that
+    compares layers on one scale) against the equivariance layer; error bars = 95% t-interval over seeds."""
     plt = _pyplot()
     summaries = summarize(rows, baseline)
     objectives = sorted({s.key[0] for s in summaries})
-    fig, axes = plt.subplots(len(objectives), 2, figsize=(10, 3.6 * len(objectives)), squeeze=False)
-    for (ax_acc, ax_eq), obj in zip(axes, objectives):
+    panels = [p for p in SWEEP_PANELS if any(s.values.get(p[0]) is not None for s in summaries)]
+    fig, axes = plt.subplots(len(objectives), len(panels), figsize=(5 * len(panels), 3.6 * len(objectives)),
+                             squeeze=False)
+    for row_axes, obj in zip(axes, objectives):
         methods = sorted({s.key[1] for s in summaries if s.key[0] == obj})
+        layers: set[int] = set()
         for i, method in enumerate(methods):
             mine = [s for s in summaries if s.key[0] == obj and s.key[1] == method]
             style = dict(linestyle="--", color="black", marker="x") if mine[0].is_baseline else dict(marker="o")
             dodge = 0.06 * (i - (len(methods) - 1) / 2)  # side by side, so overlapping error bars stay readable
-            for ax, metric in ((ax_acc, "top1"), (ax_eq, "equiv_mean")):
+            for ax, (metric, _) in zip(row_axes, panels):
                 xs, ys, errs = _sweep_series(mine, metric)
+                layers.update(xs)
                 if xs:
                     ax.errorbar([x + dodge for x in xs], ys, yerr=errs, label=method, capsize=3, **style)
-        for ax, ylabel in ((ax_acc, "linear top-1 (%)"), (ax_eq, "equivariance score (mean over kinds)")):
+        for ax, (_, ylabel) in zip(row_axes, panels):
             ax.set_xlabel("equivariance layer k")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{obj}: {ylabel.split(' (')[0]} vs layer (95% CI over seeds)")
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(f"{obj}: {ylabel.split(' (')[0]}", fontsize=9)
             ax.grid(alpha=0.3)
-            ax.xaxis.get_major_locator().set_params(integer=True)
-        if ax_acc.get_legend_handles_labels()[0]:
-            ax_acc.legend(fontsize=8)
+            ax.set_xticks(sorted(layers))
+        if row_axes[0].get_legend_handles_labels()[0]:
+            row_axes[0].legend(fontsize=8)
+    fig.suptitle("by equivariance layer (baseline: at the layer it is scored; 95% CI over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+FOREST_COLUMNS = 3
 
 
 def plot_forest(rows: list[dict[str, Any]], path: Path, baseline: str = "none") -> None:
@@ -384,10 +396,15 @@ def plot_forest(rows: list[dict[str, Any]], path: Path, baseline: str = "none") 
     Filled markers: the interval excludes 0; hollow: it does not (or a single seed, no interval)."""
     plt = _pyplot()
     methods = [s for s in summarize(rows, baseline) if not s.is_baseline]
-    metrics = diff_metrics(rows)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.9 + 0.32 * max(1, len(methods))),
+    metrics = {m: n for m, n in diff_metrics(rows).items() if any(s.diffs.get(m) is not None for s in methods)}
+    metrics = metrics or {"top1": "top-1"}  # nothing paired yet: one panel that says so
+    ncols = min(FOREST_COLUMNS, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, nrows * (1.1 + 0.3 * max(1, len(methods)))),
                              squeeze=False)
-    for ax, (metric, name) in zip(axes[0], metrics.items()):
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, (metric, name) in zip(axes.flat, metrics.items()):
         for y, s in enumerate(reversed(methods)):
             interval = s.diffs.get(metric)
             if interval is None:
