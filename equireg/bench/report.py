@@ -391,13 +391,17 @@ def plot_layer_sweep(rows: list[dict[str, Any]], path: Path, baseline: str = "no
 FOREST_COLUMNS = 3
 
 
+def forest_metrics(rows: list[dict[str, Any]], methods: list[Summary]) -> dict[str, str]:
+    """The metrics with at least one paired difference: a panel nobody measured would only be empty."""
+    return {m: name for m, name in diff_metrics(rows).items() if any(s.diffs.get(m) is not None for s in methods)}
+
+
 def plot_forest(rows: list[dict[str, Any]], path: Path, baseline: str = "none") -> None:
     """One panel per metric: each method/layer's paired difference to the baseline, point + 95% CI, a line at 0.
     Filled markers: the interval excludes 0; hollow: it does not (or a single seed, no interval)."""
     plt = _pyplot()
     methods = [s for s in summarize(rows, baseline) if not s.is_baseline]
-    metrics = {m: n for m, n in diff_metrics(rows).items() if any(s.diffs.get(m) is not None for s in methods)}
-    metrics = metrics or {"top1": "top-1"}  # nothing paired yet: one panel that says so
+    metrics = forest_metrics(rows, methods) or {"top1": "top-1"}  # nothing paired yet: one panel that says so
     ncols = min(FOREST_COLUMNS, len(metrics))
     nrows = -(-len(metrics) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, nrows * (1.1 + 0.3 * max(1, len(methods)))),

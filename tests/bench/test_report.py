@@ -10,6 +10,7 @@ from typing import Any
 
 from equireg.bench.report import (
     DIFF_METRICS,
+    forest_metrics,
     RUN_DESCRIPTION_KEYS,
     load_results,
     rows_from_results,
@@ -150,3 +151,14 @@ def test_rotation_probes_get_columns_and_paired_differences(tmp_path: Path) -> N
 def test_no_rotation_columns_without_rotation_results(tmp_path: Path) -> None:
     table = write_reports(three_seed_bench(tmp_path), title="t")["markdown"].read_text()
     assert "pose R²" not in table and "3D-rotation" not in table
+
+
+def test_forest_plot_shows_only_metrics_with_paired_differences(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    write_cells(out, [fake_result("none", s, 75.0, robustness=None) for s in range(2)])
+    write_cells(out, [fake_result("ser", s, 76.0 + s, layer=2, robustness=None) for s in range(2)])
+    rows = rows_from_results(load_results(out))
+    methods = [s for s in summarize(rows) if not s.is_baseline]
+    shown = forest_metrics(rows, methods)
+    assert "top1" in shown and "robustness_mean" not in shown  # robustness was not evaluated: no empty panel
+    assert (write_reports(out)["paired_differences"]).stat().st_size > 0
