@@ -24,7 +24,7 @@ app = typer.Typer(
         "cell writes cells/<id>/result.json when finished; re-running skips finished cells (adding seeds trains only "
         "the new ones) and resumes killed ones from their last checkpoint. Outputs: results.csv, summary.csv, "
         "results.md (mean ± 95% CI over seeds, paired differences to the baseline), paired_differences.png, "
-        "layer_sweep.png, accuracy_vs_equivariance.png. See docs/bench.md."
+        "layer_sweep.png, accuracy_vs_equivariance.png; `compare` pairs any two arms. See docs/bench.md."
     ),
 )
 
@@ -76,6 +76,34 @@ def report(out_dir: str = typer.Argument(..., help="a bench output folder")) -> 
     paths = write_reports(out_dir, title=Path(out_dir).name)
     typer.echo((Path(out_dir) / "results.md").read_text())
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command("compare")
+def compare(
+    out_dir: str = typer.Argument(..., help="a bench output folder"),
+    pairs: list[str] = typer.Argument(..., help="A:B pairs of arms, each METHOD or METHOD@LAYER, e.g. augself@3:augself@4"),
+    out: Optional[str] = typer.Option(None, help="also write the markdown table to this file"),
+) -> None:
+    """Paired differences A − B (per seed, same budget) between any two arms of OUT_DIR, with 95% t-intervals."""
+    from equireg.bench.contrast import Arm, ContrastError, contrast_table
+    from equireg.bench.report import load_results, rows_from_results
+
+    if not (Path(out_dir) / "cells").is_dir():
+        fail(f"{out_dir} holds no bench cells (no cells/ folder)")
+    try:
+        parsed = []
+        for pair in pairs:
+            a, sep, b = pair.partition(":")
+            if not sep:
+                raise ContrastError(f"a pair is A:B (e.g. augself@3:augself@4), got {pair!r}")
+            parsed.append((Arm.parse(a), Arm.parse(b)))
+        table = contrast_table(rows_from_results(load_results(Path(out_dir))), parsed)
+    except ContrastError as exc:
+        fail(str(exc))
+    typer.echo(table)
+    if out:
+        Path(out).write_text(table)
+        typer.echo(f"wrote {out}")
 
 
 @app.command("specs")
