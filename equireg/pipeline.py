@@ -201,10 +201,11 @@ def evaluate_knn(run: LoadedRun, splits: Splits | None = None, save: bool = True
 
 def evaluate_equivariance(
     run: LoadedRun, splits: Splits | None = None, group: str | None = None, layer: int | str | None = None,
-    save: bool = True,
+    save: bool = True, center: bool = False,
 ) -> Any:
     """Equivariance score per element kind at the split layer (``layer``: another layer, or ``"fixed"`` for the
     place shared by every run, scored with :func:`comparable_elements`), and invariance at the final embedding;
+    ``center`` removes the batch-mean offset first (for maps whose raw cosines all sit near 1, e.g. ViT tokens);
     saved as ``eval/<equivariance_result_name(...)>.json``."""
     from equireg.evaluation import equivariance_score
     from equireg.evaluation.equivariance import FIXED, comparable_elements
@@ -217,9 +218,10 @@ def evaluate_equivariance(
     images = splits.test.subset(n, seed=3).batches(cfg.eval.batch_size, shuffle=False, drop_last=False, device=dev)
     at = layer or run.backbone.split_layer
     elements = comparable_elements(g) if at == FIXED else None
-    result = equivariance_score(run.backbone, images, g, layer=at, elements=elements, amp_dtype=None, max_images=n)
+    result = equivariance_score(run.backbone, images, g, layer=at, elements=elements, amp_dtype=None, max_images=n,
+                                center=center)
     if save:
-        _save(run, equivariance_result_name(run, group, layer), result, splits)
+        _save(run, equivariance_result_name(run, group, layer, center), result, splits)
     return result
 
 
@@ -233,20 +235,23 @@ def _scored_group(cfg: Config, group: str | None) -> Any:
     return create_group(cfg.equiv.group, **cfg.equiv.group_kwargs)
 
 
-def equivariance_result_name(run: LoadedRun, group: str | None = None, layer: int | str | None = None) -> str:
+def equivariance_result_name(run: LoadedRun, group: str | None = None, layer: int | str | None = None,
+                             center: bool = False) -> str:
     """``equivariance`` at the run's own group and layer (the score training's summary writes) and
     ``equivariance-fixed`` at the shared place; a score asked for another group or layer gets its own name,
-    ``equivariance-<group>-L<k>`` (or ``-fixed``), so it never overwrites those."""
+    ``equivariance-<group>-L<k>`` (or ``-fixed``), and a centred one ends in ``-centered``, so it never
+    overwrites those."""
     from equireg.evaluation.equivariance import FIXED
 
+    suffix = "-centered" if center else ""
     if group is None:
         if layer is None:
-            return "equivariance"
+            return "equivariance" + suffix
         if layer == FIXED:
-            return "equivariance-fixed"
+            return "equivariance-fixed" + suffix
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", _scored_group(run.cfg, group).name)
     place = "fixed" if layer == FIXED else f"L{layer or run.backbone.split_layer}"
-    return f"equivariance-{name}-{place}"
+    return f"equivariance-{name}-{place}{suffix}"
 
 
 def evaluate_robustness(run: LoadedRun, splits: Splits | None = None, probe: Any = None, save: bool = True) -> Any:

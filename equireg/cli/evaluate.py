@@ -101,6 +101,8 @@ def equivariance(
     layer: Optional[int] = typer.Option(None, help="layer k (default: the run's equivariance layer)"),
     fixed: bool = typer.Option(False, "--fixed", help="score at the place shared by every run (ViT: final token "
                                "map; CNN: deepest map of at least 2x2), comparable across split layers"),
+    center: bool = typer.Option(False, "--center", help="remove the batch-mean offset before the cosine (for maps "
+                                "whose raw scores all sit near 1, such as ViT tokens); writes a -centered file"),
     device: Optional[str] = DeviceOpt,
     threads: Optional[int] = ThreadsOpt,
 ) -> None:
@@ -115,11 +117,11 @@ def equivariance(
     run = _load(run_dir, device, threads)
     place = "fixed" if fixed else layer
     try:
-        result = evaluate_equivariance(run, _splits(run), group=group, layer=place)
+        result = evaluate_equivariance(run, _splits(run), group=group, layer=place, center=center)
     except ValueError as exc:
         fail(str(exc))
     console.print(render_table(result))
-    console.print(f"wrote {run_dir / 'eval' / equivariance_result_name(run, group, place)}.json", soft_wrap=True)
+    console.print(f"wrote {run_dir / 'eval' / equivariance_result_name(run, group, place, center)}.json", soft_wrap=True)
 
 
 @app.command("robustness")

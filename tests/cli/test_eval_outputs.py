@@ -91,3 +91,12 @@ def test_train_summary_records_versions_and_device(trained: Path) -> None:
     env = json.loads((trained / "train_summary.json").read_text())["environment"]
     assert env == {"equireg": equireg.__version__, "torch": torch.__version__, "timm": timm.__version__,
                    "python": platform.python_version(), "device": "cpu"}
+
+
+def test_a_centred_score_gets_its_own_file(run: Path) -> None:
+    own = (run / "eval" / "equivariance.json").read_text()
+    centred = runner.invoke(app, ["eval", "equivariance", str(run), "--center"])
+    assert centred.exit_code == 0, centred.output
+    assert (run / "eval" / "equivariance.json").read_text() == own
+    result = json.loads((run / "eval" / "equivariance-centered.json").read_text())
+    assert result["centered"] is True and result["map_scores"] != json.loads(own)["map_scores"]
