@@ -11,25 +11,16 @@ import pytest
 import torch
 
 from equireg.bench import BenchSpec, run_bench
+from bench.test_bench_runner import TINY_BASE
 from equireg.bench.runner import RESULT_FILE
 
 from .test_gpu_smoke import _load
-
-BASE = {
-    "data": {"name": "synthetic", "image_size": 16, "train_subset": 64, "probe_train_size": 48, "test_size": 32,
-             "kwargs": {"num_samples": 160}},
-    "backbone": {"name": "resnet_test"},
-    "objective": {"kwargs": {"proj_hidden_dim": 16, "proj_dim": 8, "pred_hidden_dim": 16}},
-    "optim": {"batch_size": 16, "steps": 2},
-    "train": {"precision": "fp32", "log_every": 1, "checkpoint_every": 2, "device": "cpu"},
-    "eval": {"probe_epochs": 1, "equiv_images": 8},
-}
 
 
 def test_centred_scores_rescore_the_same_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     torch.set_num_threads(1)
-    spec = BenchSpec.model_validate({"name": "tiny", "base": BASE, "layers": [2], "objectives": ["moco"],
+    spec = BenchSpec.model_validate({"name": "tiny", "base": TINY_BASE, "layers": [2], "objectives": ["moco"],
                                      "methods": ["none", {"ser": {"equiv": {"kwargs": {"proj_dim": 8}}}}],
                                      "seeds": [0], "groups": ["p4m"], "evaluate": ["linear", "equivariance"]})
     out = tmp_path / "bench"
