@@ -47,8 +47,8 @@ def main() -> None:
     results = [centred(r, args.out_dir / "cells" / r["cell"], spec.get("equivariance_group"))
                for r in load_results(args.out_dir)]
     rows = rows_from_results(results)
-    text = markdown_table(rows, f"{args.out_dir.name}, centred equivariance scores", spec.get("baseline") or "none")
-    text = text.replace("\n\n|", "\n\nEvery equiv column here is the centred cosine (batch-mean offset removed).\n\n|", 1)
+    title = f"{args.out_dir.name}: every equiv column is the centred cosine (batch-mean offset removed)"
+    text = markdown_table(rows, title, spec.get("baseline") or "none")
     if args.pairs:
         pairs = [tuple(Arm.parse(a) for a in p.split(":", 1)) for p in args.pairs]
         text += "\n" + contrast_table(rows, pairs)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from equireg.bench.report import budget_of, diff_metrics
+from equireg.bench.report import budget_of, diff_metrics, metric_digits
 from equireg.bench.stats import Interval, format_difference, paired_difference
 
 
@@ -87,11 +87,10 @@ def contrast_table(rows: list[dict[str, Any]], pairs: list[tuple[Arm, Arm]]) -> 
     metrics = diff_metrics(rows)
     results = [contrast(rows, a, b) for a, b in pairs]
     shown = [m for m in metrics if any(c.differences[m] is not None for c in results)]
-    digits = {m: 3 if m.startswith(("equiv", "rot_emb_rel", "rot_map_rel")) else 2 for m in shown}
     lines = ["| A − B | seeds | " + " | ".join(f"Δ {metrics[m]}" for m in shown) + " |",
              "|---|---|" + "---|" * len(shown)]
     for c in results:
-        cells = [format_difference(c.differences[m], digits[m]) if c.differences[m] is not None
+        cells = [format_difference(c.differences[m], metric_digits(m)) if c.differences[m] is not None
                  else (c.notes[m] or "–") for m in shown]
         lines.append(f"| {c.a} − {c.b} | {c.seeds} | " + " | ".join(cells) + " |")
     lines.append("")

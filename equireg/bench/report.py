@@ -269,13 +269,14 @@ def _table_row(s: Summary, kinds: list[str], rotation: list[str]) -> list[str]:
         *[format_mean(v[f"equiv_{k}"], 3) for k in kinds],
         format_mean(v["equiv_mean"], 3), _diff_cell(s, "equiv_mean", 3),
         format_mean(v["equiv_fixed"], 3), _diff_cell(s, "equiv_fixed", 3),
-        *[cell for m in rotation for cell in (format_mean(v[m], _digits(m)), _diff_cell(s, m, _digits(m)))],
+        *[cell for m in rotation for cell in (format_mean(v[m], metric_digits(m)), _diff_cell(s, m, metric_digits(m)))],
         format_mean(v["train_seconds"], 0),
     ]
 
 
-def _digits(metric: str) -> int:
-    return 3 if metric.endswith("r2") else 2
+def metric_digits(metric: str) -> int:
+    """Decimals a metric is printed with: scores and R² in [-1, 1] get 3, percentages 2."""
+    return 3 if metric.startswith("equiv") or metric.endswith("r2") else 2
 
 
 def budget_warning(summaries: list[Summary]) -> str | None:
